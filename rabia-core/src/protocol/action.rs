@@ -1,0 +1,115 @@
+//! What a [`Replica`](super::Replica) asks its driver to do.
+//!
+//! The driver drains [`Action`]s with `poll_action()` after every input and
+//! carries each out:
+//!
+//! * `Send` / `Broadcast`: hand the envelope to the transport (best effort:
+//!   the protocol retransmits what matters).
+//! * `Persist`: append the record to durable storage, then call
+//!   `handle_persisted(token)` once it (and every earlier record) is durable.
+//!   Records must become durable in token order; a crash may lose a suffix of
+//!   the records not yet reported durable, never a record in the middle.
+//! * `Deliver`: apply the slot's value to the state machine. Deliveries come
+//!   in strict slot order with no gaps, each only after its decision is
+//!   durable.
+//! * `NeedSnapshot`: this replica is behind the peers' compaction point and
+//!   must install a snapshot of at least that slot from `peer`.
+//!
+//! The replica itself holds back every message that depends on a record not
+//! yet durable (protocol.md §14.2), so a driver cannot send a vote early by
+//! accident.
+
+use crate::ids::{BatchId, NodeId, Slot};
+use crate::operation::{Batch, SlotValue};
+use crate::protocol::message::{Envelope, Message};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Identifies a persistence request; completions are reported in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PersistToken(pub u64);
+
+/// A record the replica needs durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersistRecord {
+    /// A protocol message (Proposal, State or Vote) this replica is about to
+    /// send. After a restart the replica re-sends exactly these and never a
+    /// different message for the same slot, phase and kind.
+    Sent {
+        /// The slot.
+        slot: Slot,
+        /// The message.
+        message: Message,
+    },
+    /// A decided slot.
+    Decided {
+        /// The slot.
+        slot: Slot,
+        /// Its value.
+        value: SlotValue,
+    },
+}
+
+impl PersistRecord {
+    /// The slot the record belongs to.
+    pub fn slot(&self) -> Slot {
+        match self {
+            PersistRecord::Sent { slot, .. } | PersistRecord::Decided { slot, .. } => *slot,
+        }
+    }
+}
+
+/// What to do with a decided slot when its turn to be applied comes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Apply every operation of the batch, in order.
+    Apply(Arc<Batch>),
+    /// ⊥: nothing to apply.
+    Null,
+    /// The batch was already delivered in an earlier slot: do not apply it
+    /// again.
+    Duplicate(BatchId),
+}
+
+/// A decided slot ready to be applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The slot (deliveries are consecutive).
+    pub slot: Slot,
+    /// What to apply.
+    pub outcome: DeliveryOutcome,
+}
+
+/// An instruction from the replica to its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send to one peer.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        envelope: Envelope,
+    },
+    /// Send to every peer (not to this replica).
+    Broadcast {
+        /// The message.
+        envelope: Envelope,
+    },
+    /// Make a record durable, then call `handle_persisted(token)`.
+    Persist {
+        /// Completion token.
+        token: PersistToken,
+        /// The record.
+        record: PersistRecord,
+    },
+    /// Apply a decided slot.
+    Deliver(Delivery),
+    /// Install a snapshot from `peer` covering at least `slot`: the peers no
+    /// longer keep the decided values this replica is missing.
+    NeedSnapshot {
+        /// A peer that has it.
+        peer: NodeId,
+        /// The first slot the peer still keeps.
+        slot: Slot,
+    },
+}

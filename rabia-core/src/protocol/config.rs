@@ -1,0 +1,124 @@
+//! Protocol-level configuration of a [`Replica`](super::Replica): every queue
+//! and window is bounded here.
+
+use crate::error::ConfigError;
+use std::time::Duration;
+
+/// Bounds and intervals of the protocol core. All have safe defaults;
+/// [`ReplicaConfig::validate`] refuses nonsensical values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// Maximum batches in the pending queue (local submissions and adopted
+    /// peers' batches). A full queue refuses submissions with
+    /// [`SubmitError::Overloaded`](crate::error::SubmitError::Overloaded).
+    pub pending_batches_max: usize,
+    /// Maximum operations in one batch.
+    pub batch_operations_max: usize,
+    /// Maximum encoded bytes of one batch.
+    pub batch_bytes_max: usize,
+    /// How many slots beyond the current one messages are buffered for;
+    /// messages further ahead are dropped (and trigger catch-up).
+    pub slot_window: u64,
+    /// How many phases beyond the current one messages are buffered for.
+    pub phase_window: u32,
+    /// How many decided slots are kept in memory to answer laggards.
+    pub decided_retention: u64,
+    /// Maximum decided values in one catch-up reply.
+    pub catch_up_batch_max: usize,
+    /// Re-send this replica's messages for a slot that made no progress for
+    /// this long (recovers from message loss and peer restarts).
+    pub retransmit_interval: Duration,
+    /// Period of the progress heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Out-of-order entries the decided-batch filter keeps per stream.
+    pub filter_sparse_max: usize,
+    /// Incarnations per origin the decided-batch filter keeps.
+    pub filter_incarnations_max: usize,
+    /// A deliberately wrong variant, for the simulator's self-tests only.
+    #[cfg(feature = "mutations")]
+    pub mutation: Mutation,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            pending_batches_max: 4096,
+            batch_operations_max: 10_000,
+            batch_bytes_max: 4 << 20,
+            slot_window: 64,
+            phase_window: 32,
+            decided_retention: 100_000,
+            catch_up_batch_max: 256,
+            retransmit_interval: Duration::from_millis(200),
+            heartbeat_interval: Duration::from_millis(100),
+            filter_sparse_max: 4096,
+            filter_incarnations_max: 8,
+            #[cfg(feature = "mutations")]
+            mutation: Mutation::None,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// Refuses zero capacities and zero intervals.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
+            if value == 0 {
+                Err(ConfigError::InvalidSetting {
+                    field,
+                    reason: "must be greater than zero".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        positive("pending_batches_max", self.pending_batches_max as u64)?;
+        positive("batch_operations_max", self.batch_operations_max as u64)?;
+        positive("batch_bytes_max", self.batch_bytes_max as u64)?;
+        positive("slot_window", self.slot_window)?;
+        positive("phase_window", u64::from(self.phase_window))?;
+        positive("decided_retention", self.decided_retention)?;
+        positive("catch_up_batch_max", self.catch_up_batch_max as u64)?;
+        positive("filter_sparse_max", self.filter_sparse_max as u64)?;
+        positive("filter_incarnations_max", self.filter_incarnations_max as u64)?;
+        positive(
+            "retransmit_interval",
+            self.retransmit_interval.as_nanos().min(u128::from(u64::MAX)) as u64,
+        )?;
+        positive(
+            "heartbeat_interval",
+            self.heartbeat_interval.as_nanos().min(u128::from(u64::MAX)) as u64,
+        )?;
+        if self.decided_retention < self.slot_window {
+            return Err(ConfigError::InvalidSetting {
+                field: "decided_retention",
+                reason: format!(
+                    "must be at least slot_window ({}) so laggards inside the window can be answered",
+                    self.slot_window
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Deliberately broken protocol variants. They exist only so the simulator
+/// can prove its checkers detect real bugs; never enable them elsewhere.
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mutation {
+    /// The correct protocol.
+    #[default]
+    None,
+    /// Decide on f votes instead of f + 1 (breaks agreement).
+    DecideThresholdMinusOne,
+    /// Each replica flips its own coin: a fixed bit derived from its id
+    /// instead of the common coin (breaks termination).
+    PerReplicaCoin,
+    /// Drop this replica's proposal when the slot decides something else
+    /// instead of keeping it pending (loses operations).
+    NoRequeue,
+    /// Send protocol messages before they are durable (equivocation after
+    /// a crash-restart).
+    SendBeforePersist,
+}

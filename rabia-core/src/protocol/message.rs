@@ -1,0 +1,154 @@
+//! Protocol messages (protocol.md §3).
+//!
+//! Every message travels in an [`Envelope`] carrying the sender and the
+//! epoch; every slot-scoped message names its slot. Counting is always per
+//! distinct sender.
+
+use crate::ids::{BatchId, Epoch, NodeId, Phase, Slot};
+use crate::operation::{Batch, SlotValue};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A binary value of the randomized agreement: 1 means "the majority batch",
+/// 0 means "⊥".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Bit {
+    /// Decide ⊥.
+    Zero = 0,
+    /// Decide the majority proposal.
+    One = 1,
+}
+
+/// A round-2 vote: a bit, or `?` ("no majority seen"). `?` is not a bit
+/// (protocol.md §12 item 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum VoteValue {
+    /// A vote for a bit.
+    Bit(Bit),
+    /// `?`.
+    Unknown,
+}
+
+/// The protocol messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A new batch, sent by its origin to every peer so that all pending
+    /// queues hold it.
+    Forward {
+        /// The batch.
+        batch: Arc<Batch>,
+    },
+    /// Phase 0: the sender's proposal for `slot`.
+    Proposal {
+        /// The slot.
+        slot: Slot,
+        /// The proposed batch, payload included.
+        batch: Arc<Batch>,
+    },
+    /// Round 1 of a binary phase.
+    State {
+        /// The slot.
+        slot: Slot,
+        /// The phase (≥ 1).
+        phase: Phase,
+        /// The sender's state.
+        bit: Bit,
+        /// When `bit` is 1 and the sender knows it: the majority batch.
+        candidate: Option<BatchId>,
+    },
+    /// Round 2 of a binary phase.
+    Vote {
+        /// The slot.
+        slot: Slot,
+        /// The phase (≥ 1).
+        phase: Phase,
+        /// The sender's vote.
+        vote: VoteValue,
+        /// When the vote is 1 and the sender knows it: the majority batch.
+        candidate: Option<BatchId>,
+    },
+    /// The decided value of a slot.
+    Decision {
+        /// The slot.
+        slot: Slot,
+        /// The value.
+        value: SlotValue,
+    },
+    /// "I decided 1 for `slot` but do not hold the majority batch."
+    ProposalRequest {
+        /// The slot.
+        slot: Slot,
+    },
+    /// The majority batch of `slot`.
+    ProposalReply {
+        /// The slot.
+        slot: Slot,
+        /// The batch proposed by a majority.
+        batch: Arc<Batch>,
+    },
+    /// "Send me the decided values from `from` on."
+    CatchUpRequest {
+        /// The first slot wanted.
+        from: Slot,
+    },
+    /// Decided values, in slot order, contiguous from the first.
+    CatchUpReply {
+        /// `(slot, value)` pairs.
+        decisions: Vec<(Slot, SlotValue)>,
+        /// The responder's first undecided slot.
+        responder_next: Slot,
+        /// When the request asked for slots the responder no longer keeps:
+        /// the first slot it still has (a snapshot is needed below it).
+        compacted_below: Option<Slot>,
+    },
+    /// Periodic liveness and progress signal.
+    Heartbeat {
+        /// The sender's first undecided slot.
+        next_slot: Slot,
+    },
+}
+
+impl Message {
+    /// The slot a slot-scoped message is about.
+    pub fn slot(&self) -> Option<Slot> {
+        match self {
+            Message::Proposal { slot, .. }
+            | Message::State { slot, .. }
+            | Message::Vote { slot, .. }
+            | Message::Decision { slot, .. }
+            | Message::ProposalRequest { slot }
+            | Message::ProposalReply { slot, .. } => Some(*slot),
+            Message::Forward { .. }
+            | Message::CatchUpRequest { .. }
+            | Message::CatchUpReply { .. }
+            | Message::Heartbeat { .. } => None,
+        }
+    }
+
+    /// A short name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Forward { .. } => "forward",
+            Message::Proposal { .. } => "proposal",
+            Message::State { .. } => "state",
+            Message::Vote { .. } => "vote",
+            Message::Decision { .. } => "decision",
+            Message::ProposalRequest { .. } => "proposal_request",
+            Message::ProposalReply { .. } => "proposal_reply",
+            Message::CatchUpRequest { .. } => "catch_up_request",
+            Message::CatchUpReply { .. } => "catch_up_reply",
+            Message::Heartbeat { .. } => "heartbeat",
+        }
+    }
+}
+
+/// A message with its sender and epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sending replica.
+    pub sender: NodeId,
+    /// The sender's configuration number.
+    pub epoch: Epoch,
+    /// The message.
+    pub message: Message,
+}

@@ -1,0 +1,1116 @@
+//! The sans-I/O Rabia replica: events in, actions out.
+//!
+//! # Calling contract
+//!
+//! * Inputs: [`Replica::submit`], [`Replica::handle_message`],
+//!   [`Replica::handle_persisted`], [`Replica::handle_timeout`]. Each takes
+//!   the current time; none blocks or performs I/O.
+//! * After **every** input, drain [`Replica::poll_action`] until `None` and
+//!   carry the actions out (see [`Action`]); then sleep until
+//!   [`Replica::poll_timeout`] or the next input.
+//! * Report durability with `handle_persisted(token)` in token order.
+//!
+//! # Slot life cycle
+//!
+//! The replica decides one slot at a time (`next_slot`). It starts a slot as
+//! soon as its pending queue holds a batch (its own, a forwarded one, or one
+//! adopted from a peer's proposal), proposes the queue's head and runs
+//! [`SlotInstance`] to a decision. Messages for later slots inside
+//! `slot_window` are buffered in their instances; decisions for later slots
+//! are kept and consumed in order. A decided slot is persisted, broadcast
+//! (when this replica decided it itself) and delivered in slot order.
+//!
+//! # Durability ordering (protocol.md §14.2)
+//!
+//! Every Proposal, State and Vote is written as a [`PersistRecord::Sent`]
+//! before it leaves, and every outgoing message that could depend on
+//! something not yet durable waits in `held` until `handle_persisted` covers
+//! it. A restarted replica re-sends exactly its recorded messages and never a
+//! different one for the same (slot, phase, kind): there is no equivocation,
+//! so the quorum-intersection arguments of the protocol hold across crashes.
+
+use crate::cluster::{ClusterConfig, Thresholds};
+use crate::error::{ConfigError, SubmitError};
+use crate::ids::{BatchId, NodeId, Phase, Slot};
+use crate::operation::{Batch, Operation, SlotValue};
+use crate::protocol::action::{Action, Delivery, DeliveryOutcome, PersistRecord, PersistToken};
+use crate::protocol::coin::common_coin;
+use crate::protocol::config::ReplicaConfig;
+use crate::protocol::filter::DecidedFilter;
+use crate::protocol::message::{Bit, Envelope, Message, VoteValue};
+use crate::protocol::metrics::ReplicaMetrics;
+use crate::protocol::pending::{Inserted, PendingQueue};
+use crate::protocol::recovery::RecoveredState;
+use crate::protocol::slot::{RoundOutcome, SlotInstance, Stage};
+use crate::protocol::tally::Recorded;
+use crate::time::Instant;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One node's Rabia protocol state. See the module docs for the contract.
+pub struct Replica {
+    config: ReplicaConfig,
+    cluster: ClusterConfig,
+    me: NodeId,
+    thresholds: Thresholds,
+    coin_seed: u64,
+    rng: ChaCha8Rng,
+    incarnation: u64,
+    next_batch_seq: u64,
+    /// Hybrid logical clock (microseconds) for batch ordering keys.
+    hlc: u64,
+    pending: PendingQueue,
+    /// Batches decided in slots below `next_slot`.
+    filter: DecidedFilter,
+    /// The first undecided slot.
+    next_slot: Slot,
+    /// The current slot's instance and buffered future ones.
+    slots: BTreeMap<Slot, SlotInstance>,
+    /// Decisions learned for slots after `next_slot`.
+    decided_ahead: BTreeMap<Slot, SlotValue>,
+    /// Recently decided values, to answer laggards.
+    log: BTreeMap<Slot, SlotValue>,
+    /// Last issued persist token (0: none yet).
+    last_token: u64,
+    /// Highest token reported durable.
+    durable_token: u64,
+    /// Actions waiting for a token to become durable, in order.
+    held: VecDeque<(u64, Action)>,
+    /// Actions ready for the driver.
+    ready: VecDeque<Action>,
+    /// When the current slot last made progress (or a slot was decided).
+    last_progress: Instant,
+    next_check: Instant,
+    next_heartbeat: Instant,
+    catch_up_not_before: Instant,
+    /// Each peer's latest reported first undecided slot.
+    peer_next: BTreeMap<NodeId, Slot>,
+    /// Last decision reply per peer, to rate-limit answers to laggards.
+    decision_replies: BTreeMap<NodeId, (Slot, Instant)>,
+    metrics: ReplicaMetrics,
+}
+
+impl Replica {
+    /// Builds a replica from its configuration and recovered durable state.
+    ///
+    /// `rng_seed` seeds the replica's local randomness (timer jitter only; the
+    /// protocol's decisions never depend on it). Production logs it.
+    pub fn new(
+        config: ReplicaConfig,
+        cluster: ClusterConfig,
+        recovered: RecoveredState,
+        now: Instant,
+        rng_seed: u64,
+    ) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        cluster.validate()?;
+        let me = cluster.node_id;
+        let thresholds = cluster.thresholds();
+        let coin_seed = cluster.effective_coin_seed();
+        let filter = recovered.filter.clone().unwrap_or_else(|| {
+            DecidedFilter::new(config.filter_sparse_max, config.filter_incarnations_max)
+        });
+        let mut replica = Replica {
+            pending: PendingQueue::new(config.pending_batches_max),
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            next_check: now + config.retransmit_interval,
+            next_heartbeat: now,
+            config,
+            cluster,
+            me,
+            thresholds,
+            coin_seed,
+            incarnation: recovered.incarnation,
+            next_batch_seq: 0,
+            hlc: 0,
+            filter,
+            next_slot: recovered.base_slot,
+            slots: BTreeMap::new(),
+            decided_ahead: BTreeMap::new(),
+            log: BTreeMap::new(),
+            last_token: 0,
+            durable_token: 0,
+            held: VecDeque::new(),
+            ready: VecDeque::new(),
+            last_progress: now,
+            catch_up_not_before: now,
+            peer_next: BTreeMap::new(),
+            decision_replies: BTreeMap::new(),
+            metrics: ReplicaMetrics::default(),
+        };
+        replica.restore(recovered.records, now);
+        Ok(replica)
+    }
+
+    /// Replays durable records: decided slots are delivered again (the state
+    /// machine restarts from the snapshot at `base_slot`), and this
+    /// replica's recorded messages for undecided slots are restored so it
+    /// re-sends exactly them.
+    fn restore(&mut self, records: Vec<PersistRecord>, now: Instant) {
+        let mut sent: Vec<(Slot, Message)> = Vec::new();
+        for record in records {
+            match record {
+                PersistRecord::Decided { slot, value } if slot == self.next_slot => {
+                    self.commit_decision(now, value, DecisionSource::Recovered);
+                }
+                PersistRecord::Decided { .. } => {}
+                PersistRecord::Sent { slot, message } => sent.push((slot, message)),
+            }
+        }
+        for (slot, message) in sent {
+            if slot < self.next_slot {
+                continue;
+            }
+            let me = self.me;
+            let inst = self
+                .slots
+                .entry(slot)
+                .or_insert_with(|| SlotInstance::new());
+            match &message {
+                Message::Proposal { batch, .. } => {
+                    inst.record_proposal(me, batch);
+                    inst.restored_proposal = Some(batch.clone());
+                    let batch = batch.clone();
+                    if !self.filter.contains(&batch.id) {
+                        self.pending.insert(batch);
+                    }
+                }
+                Message::State {
+                    phase,
+                    bit,
+                    candidate,
+                    ..
+                } => {
+                    inst.record_state(me, *phase, *bit, *candidate);
+                    inst.restored_states.insert(*phase, *bit);
+                }
+                Message::Vote {
+                    phase,
+                    vote,
+                    candidate,
+                    ..
+                } => {
+                    inst.record_vote(me, *phase, *vote, *candidate);
+                    inst.restored_votes.insert(*phase, *vote);
+                }
+                _ => continue,
+            }
+            // Already durable: token 0 is always covered.
+            inst.sent.push((0, message));
+        }
+        for inst in self.slots.values_mut() {
+            let last_state = inst.restored_states.keys().next_back().copied();
+            let last_vote = inst.restored_votes.keys().next_back().copied();
+            inst.stage = match (last_state, last_vote) {
+                (Some(s), Some(v)) if v >= s => Stage::Round2(v),
+                (Some(s), _) => Stage::Round1(s),
+                (None, Some(v)) => Stage::Round2(v),
+                (None, None) if inst.restored_proposal.is_some() => Stage::Exchange,
+                (None, None) => Stage::NotStarted,
+            };
+        }
+        // Tell the peers where we are straight away.
+        self.retransmit_current();
+        self.drive(now);
+    }
+
+    // ----------------------------------------------------------------- inputs
+
+    /// Submits operations from local clients as one new batch.
+    ///
+    /// `wall_clock_micros` is the driver's wall clock; with the replica's
+    /// hybrid logical clock it forms the batch's ordering key, so batches
+    /// from all replicas interleave by time. Returns the batch identity.
+    pub fn submit(
+        &mut self,
+        now: Instant,
+        wall_clock_micros: u64,
+        operations: Vec<Operation>,
+    ) -> Result<BatchId, SubmitError> {
+        if operations.is_empty() {
+            return Err(SubmitError::InvalidBatch {
+                operations,
+                reason: "a batch needs at least one operation".into(),
+            });
+        }
+        if operations.len() > self.config.batch_operations_max {
+            let reason = format!(
+                "{} operations exceed batch_operations_max = {}",
+                operations.len(),
+                self.config.batch_operations_max
+            );
+            return Err(SubmitError::InvalidBatch { operations, reason });
+        }
+        let bytes: usize = operations.iter().map(Operation::encoded_len).sum();
+        if bytes > self.config.batch_bytes_max {
+            let reason = format!(
+                "{bytes} bytes exceed batch_bytes_max = {}",
+                self.config.batch_bytes_max
+            );
+            return Err(SubmitError::InvalidBatch { operations, reason });
+        }
+        if self.pending.is_full() {
+            return Err(SubmitError::Overloaded {
+                operations,
+                capacity: self.pending.capacity(),
+            });
+        }
+        self.hlc = (self.hlc + 1).max(wall_clock_micros);
+        let id = BatchId {
+            origin: self.me,
+            incarnation: self.incarnation,
+            seq: self.next_batch_seq,
+        };
+        self.next_batch_seq += 1;
+        let batch = Arc::new(Batch {
+            id,
+            timestamp: self.hlc,
+            operations,
+        });
+        self.pending.insert(batch.clone());
+        self.metrics.batches_submitted += 1;
+        self.maybe_start_slot(now);
+        if self.current_proposal_id() != Some(id) {
+            // The proposal would carry it; otherwise every queue must hold it.
+            self.emit_now(Action::Broadcast {
+                envelope: self.envelope(Message::Forward { batch }),
+            });
+        }
+        self.drive(now);
+        Ok(id)
+    }
+
+    /// Handles one inbound message from `from` (as authenticated by the
+    /// transport). Invalid input is dropped and counted, never a panic.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, envelope: Envelope) {
+        if from == self.me || envelope.sender != from || !self.cluster.contains(from) {
+            self.metrics.dropped.unknown_sender += 1;
+            return;
+        }
+        if envelope.epoch != self.cluster.epoch {
+            self.metrics.dropped.wrong_epoch += 1;
+            return;
+        }
+        if !self.is_well_formed(&envelope.message) {
+            self.metrics.dropped.invalid += 1;
+            return;
+        }
+        if let Some(slot) = envelope.message.slot() {
+            // Any slot-scoped message proves the sender reached that slot.
+            self.note_peer_progress(from, slot);
+        }
+        match envelope.message {
+            Message::Forward { batch } => self.adopt_batch(now, batch),
+            Message::Proposal { slot, batch } => self.on_proposal(now, from, slot, batch),
+            Message::State {
+                slot,
+                phase,
+                bit,
+                candidate,
+            } => self.on_round_message(now, from, slot, phase, RoundMsg::State(bit, candidate)),
+            Message::Vote {
+                slot,
+                phase,
+                vote,
+                candidate,
+            } => self.on_round_message(now, from, slot, phase, RoundMsg::Vote(vote, candidate)),
+            Message::Decision { slot, value } => self.on_decision(now, from, slot, value),
+            Message::ProposalRequest { slot } => self.on_proposal_request(now, from, slot),
+            Message::ProposalReply { slot, batch } => self.on_proposal_reply(now, slot, batch),
+            Message::CatchUpRequest { from: first } => self.on_catch_up_request(from, first),
+            Message::CatchUpReply {
+                decisions,
+                responder_next,
+                compacted_below,
+            } => self.on_catch_up_reply(now, from, decisions, responder_next, compacted_below),
+            Message::Heartbeat { next_slot } => {
+                self.note_peer_progress(from, next_slot);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Reports that every record up to and including `token` is durable.
+    pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
+        if token.0 > self.last_token {
+            // A token we never issued: a driver bug. Ignore rather than
+            // release messages whose records may not be durable.
+            self.metrics.dropped.invalid += 1;
+            return;
+        }
+        self.durable_token = self.durable_token.max(token.0);
+        while let Some((gate, _)) = self.held.front() {
+            if *gate > self.durable_token {
+                break;
+            }
+            if let Some((_, action)) = self.held.pop_front() {
+                self.ready.push_back(action);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Fires due timers: heartbeat, retransmission of a stalled slot, and
+    /// catch-up requests when peers are ahead.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat_interval;
+            let next_slot = self.next_slot;
+            self.emit_now(Action::Broadcast {
+                envelope: self.envelope(Message::Heartbeat { next_slot }),
+            });
+        }
+        if now >= self.next_check {
+            let stalled = now.saturating_duration_since(self.last_progress)
+                >= self.config.retransmit_interval;
+            if stalled {
+                self.retransmit_current();
+            }
+            self.maybe_catch_up(now, stalled);
+            self.next_check = now + self.jittered(self.config.retransmit_interval);
+        }
+        self.drive(now);
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next action for the driver, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.ready.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_heartbeat.min(self.next_check))
+    }
+
+    // ---------------------------------------------------------- observability
+
+    /// This replica's identity.
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The first slot this replica has not decided.
+    pub fn next_slot(&self) -> Slot {
+        self.next_slot
+    }
+
+    /// Counters and health signals.
+    pub fn metrics(&self) -> ReplicaMetrics {
+        let mut m = self.metrics.clone();
+        m.pending_batches = self.pending.len() as u64;
+        m
+    }
+
+    /// The decided value of a retained slot.
+    pub fn decided_value(&self, slot: Slot) -> Option<&SlotValue> {
+        self.log.get(&slot)
+    }
+
+    /// The decided-batch filter as of `next_slot` (goes into snapshots).
+    pub fn filter(&self) -> &DecidedFilter {
+        &self.filter
+    }
+
+    /// Batches waiting to be decided.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The phase the current slot is in (0 when idle or exchanging).
+    pub fn current_phase(&self) -> Phase {
+        self.slots
+            .get(&self.next_slot)
+            .map(SlotInstance::phase)
+            .unwrap_or(Phase::EXCHANGE)
+    }
+
+    /// The incarnation this replica runs as.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    // ------------------------------------------------------------ validation
+
+    fn is_well_formed(&self, message: &Message) -> bool {
+        match message {
+            Message::Forward { batch }
+            | Message::Proposal { batch, .. }
+            | Message::ProposalReply { batch, .. } => self.batch_is_acceptable(batch),
+            Message::State { phase, .. } | Message::Vote { phase, .. } => *phase >= Phase::FIRST,
+            Message::Decision { value, .. } => match value {
+                SlotValue::Null => true,
+                SlotValue::Batch(batch) => self.batch_is_acceptable(batch),
+            },
+            Message::CatchUpReply { decisions, .. } => {
+                decisions.len() <= self.config.catch_up_batch_max
+                    && decisions.windows(2).all(|w| w[1].0 == w[0].0.next())
+                    && decisions.iter().all(|(_, v)| match v {
+                        SlotValue::Null => true,
+                        SlotValue::Batch(b) => self.batch_is_acceptable(b),
+                    })
+            }
+            Message::ProposalRequest { .. }
+            | Message::CatchUpRequest { .. }
+            | Message::Heartbeat { .. } => true,
+        }
+    }
+
+    fn batch_is_acceptable(&self, batch: &Batch) -> bool {
+        !batch.operations.is_empty()
+            && batch.operations.len() <= self.config.batch_operations_max
+            && batch.encoded_len() <= self.config.batch_bytes_max + 64
+            && self.cluster.contains(batch.id.origin)
+    }
+
+    // --------------------------------------------------------------- handlers
+
+    fn adopt_batch(&mut self, now: Instant, batch: Arc<Batch>) {
+        if self.filter.contains(&batch.id) {
+            return;
+        }
+        self.hlc = self.hlc.max(batch.timestamp);
+        match self.pending.insert(batch) {
+            Inserted::Added => self.maybe_start_slot(now),
+            Inserted::AlreadyPending => {}
+            Inserted::Full => self.metrics.dropped.queue_full += 1,
+        }
+    }
+
+    fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, batch: Arc<Batch>) {
+        // Orphan adoption (protocol.md §12 item 9): every proposed batch
+        // enters our queue, whatever its slot.
+        self.adopt_batch(now, batch.clone());
+        if slot < self.next_slot {
+            self.metrics.dropped.stale += 1;
+            self.reply_decision(now, from, slot);
+            return;
+        }
+        let Some(inst) = self.instance_in_window(slot) else {
+            return;
+        };
+        match inst.record_proposal(from, &batch) {
+            Recorded::New => {}
+            Recorded::Duplicate => self.metrics.dropped.duplicate += 1,
+            Recorded::Conflict => self.metrics.dropped.conflicting += 1,
+        }
+        if slot == self.next_slot {
+            self.maybe_start_slot(now);
+            self.try_resolve_value(now);
+        }
+    }
+
+    fn on_round_message(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        slot: Slot,
+        phase: Phase,
+        msg: RoundMsg,
+    ) {
+        if slot < self.next_slot {
+            self.metrics.dropped.stale += 1;
+            self.reply_decision(now, from, slot);
+            return;
+        }
+        let phase_window = self.config.phase_window;
+        let Some(inst) = self.instance_in_window(slot) else {
+            return;
+        };
+        if phase.0 > inst.phase().0.saturating_add(phase_window) {
+            self.metrics.dropped.out_of_window += 1;
+            return;
+        }
+        let outcome = match msg {
+            RoundMsg::State(bit, candidate) => inst.record_state(from, phase, bit, candidate),
+            RoundMsg::Vote(vote, candidate) => inst.record_vote(from, phase, vote, candidate),
+        };
+        match outcome {
+            Recorded::New => {}
+            Recorded::Duplicate => self.metrics.dropped.duplicate += 1,
+            Recorded::Conflict => self.metrics.dropped.conflicting += 1,
+        }
+        if slot == self.next_slot {
+            self.try_resolve_value(now);
+        }
+    }
+
+    fn on_decision(&mut self, now: Instant, from: NodeId, slot: Slot, value: SlotValue) {
+        if slot < self.next_slot {
+            self.metrics.dropped.stale += 1;
+            return;
+        }
+        if slot == self.next_slot {
+            self.commit_decision(now, value, DecisionSource::Adopted);
+            return;
+        }
+        if slot.0 - self.next_slot.0 <= self.config.slot_window {
+            self.decided_ahead.entry(slot).or_insert(value);
+        } else {
+            self.metrics.dropped.out_of_window += 1;
+            self.note_peer_progress(from, slot.next());
+        }
+    }
+
+    fn on_proposal_request(&mut self, now: Instant, from: NodeId, slot: Slot) {
+        if slot < self.next_slot {
+            self.reply_decision(now, from, slot);
+            return;
+        }
+        let majority = self.thresholds.majority;
+        let Some(inst) = self.slots.get(&slot) else {
+            return;
+        };
+        let known = inst
+            .candidate
+            .or_else(|| inst.majority_proposal(majority));
+        if let Some(id) = known {
+            if let Some(batch) = inst
+                .proposed_batch(id)
+                .cloned()
+                .or_else(|| self.pending.find(id).cloned())
+            {
+                self.emit_gated(Action::Send {
+                    to: from,
+                    envelope: self.envelope(Message::ProposalReply { slot, batch }),
+                });
+            }
+        }
+    }
+
+    fn on_proposal_reply(&mut self, now: Instant, slot: Slot, batch: Arc<Batch>) {
+        if slot != self.next_slot {
+            return;
+        }
+        if let Some(inst) = self.slots.get_mut(&slot) {
+            if inst.candidate.is_none() {
+                // A peer only replies with the batch it counted a majority of
+                // proposals for, which is unique.
+                inst.candidate = Some(batch.id);
+            }
+            if inst.candidate == Some(batch.id) {
+                inst.proposed_batches.entry(batch.id).or_insert(batch);
+            }
+        }
+        self.try_resolve_value(now);
+    }
+
+    fn on_catch_up_request(&mut self, from: NodeId, first: Slot) {
+        let first_kept = self.log.keys().next().copied().unwrap_or(self.next_slot);
+        if first < first_kept {
+            let envelope = self.envelope(Message::CatchUpReply {
+                decisions: Vec::new(),
+                responder_next: self.next_slot,
+                compacted_below: Some(first_kept),
+            });
+            self.emit_gated(Action::Send { to: from, envelope });
+            return;
+        }
+        let decisions: Vec<(Slot, SlotValue)> = self
+            .log
+            .range(first..)
+            .take(self.config.catch_up_batch_max)
+            .map(|(s, v)| (*s, v.clone()))
+            .collect();
+        if decisions.is_empty() {
+            return;
+        }
+        let envelope = self.envelope(Message::CatchUpReply {
+            decisions,
+            responder_next: self.next_slot,
+            compacted_below: None,
+        });
+        self.emit_gated(Action::Send { to: from, envelope });
+    }
+
+    fn on_catch_up_reply(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        decisions: Vec<(Slot, SlotValue)>,
+        responder_next: Slot,
+        compacted_below: Option<Slot>,
+    ) {
+        self.note_peer_progress(from, responder_next);
+        if let Some(first_kept) = compacted_below {
+            if first_kept > self.next_slot {
+                self.emit_now(Action::NeedSnapshot {
+                    peer: from,
+                    slot: first_kept,
+                });
+            }
+            return;
+        }
+        let mut progressed = false;
+        for (slot, value) in decisions {
+            if slot == self.next_slot {
+                self.commit_decision(now, value, DecisionSource::Adopted);
+                progressed = true;
+            } else if slot > self.next_slot && slot.0 - self.next_slot.0 <= self.config.slot_window
+            {
+                self.decided_ahead.entry(slot).or_insert(value);
+            }
+        }
+        if progressed {
+            // Stream the rest without waiting for the next timer.
+            self.catch_up_not_before = now;
+            self.maybe_catch_up(now, true);
+        }
+    }
+
+    // ------------------------------------------------------------ slot engine
+
+    /// Returns the instance for `slot` if it is the current slot or inside
+    /// the buffering window; counts and notes progress otherwise.
+    fn instance_in_window(&mut self, slot: Slot) -> Option<&mut SlotInstance> {
+        if slot.0 - self.next_slot.0 > self.config.slot_window {
+            self.metrics.dropped.out_of_window += 1;
+            return None;
+        }
+        Some(
+            self.slots
+                .entry(slot)
+                .or_insert_with(|| SlotInstance::new()),
+        )
+    }
+
+    /// Starts the current slot if it has not started and a batch is pending.
+    fn maybe_start_slot(&mut self, now: Instant) {
+        let slot = self.next_slot;
+        let started = self
+            .slots
+            .get(&slot)
+            .map(|inst| inst.stage != Stage::NotStarted)
+            .unwrap_or(false);
+        if started {
+            return;
+        }
+        let filter = &self.filter;
+        let Some(batch) = self.pending.head_skipping(|id| filter.contains(id)) else {
+            return;
+        };
+        let me = self.me;
+        let inst = self
+            .slots
+            .entry(slot)
+            .or_insert_with(|| SlotInstance::new());
+        inst.record_proposal(me, &batch);
+        inst.stage = Stage::Exchange;
+        self.metrics.proposals_sent += 1;
+        self.last_progress = now;
+        self.send_protocol(slot, Message::Proposal { slot, batch });
+    }
+
+    /// The batch this replica proposed for the current slot.
+    fn current_proposal_id(&self) -> Option<BatchId> {
+        self.slots
+            .get(&self.next_slot)
+            .and_then(|inst| inst.proposals.get(self.me).copied())
+    }
+
+    /// Runs the current slot's rounds as far as the received messages allow.
+    fn drive(&mut self, now: Instant) {
+        loop {
+            let slot = self.next_slot;
+            let thresholds = self.thresholds;
+            let decide_threshold = self.decide_threshold();
+            let coin_seed = self.coin_seed;
+            let epoch = self.cluster.epoch;
+            let local_coin = self.local_coin();
+            let Some(inst) = self.slots.get_mut(&slot) else {
+                return;
+            };
+            let coin = |phase: Phase| local_coin.unwrap_or_else(|| common_coin(coin_seed, epoch, slot, phase));
+            let Some(outcome) = inst.evaluate(&thresholds, decide_threshold, coin) else {
+                return;
+            };
+            self.last_progress = now;
+            match outcome {
+                RoundOutcome::State(phase, computed) => {
+                    let Some(inst) = self.slots.get_mut(&slot) else {
+                        return;
+                    };
+                    let bit = inst.restored_override_state(phase).unwrap_or(computed);
+                    let candidate = if bit == Bit::One { inst.candidate } else { None };
+                    inst.record_state(self.me, phase, bit, candidate);
+                    inst.stage = Stage::Round1(phase);
+                    let already_sent = inst.restored_states.contains_key(&phase);
+                    if !already_sent {
+                        self.send_protocol(
+                            slot,
+                            Message::State {
+                                slot,
+                                phase,
+                                bit,
+                                candidate,
+                            },
+                        );
+                    }
+                }
+                RoundOutcome::Vote(phase, computed) => {
+                    let Some(inst) = self.slots.get_mut(&slot) else {
+                        return;
+                    };
+                    let vote = inst.restored_override_vote(phase).unwrap_or(computed);
+                    let candidate = if vote == VoteValue::Bit(Bit::One) {
+                        inst.candidate
+                    } else {
+                        None
+                    };
+                    inst.record_vote(self.me, phase, vote, candidate);
+                    inst.stage = Stage::Round2(phase);
+                    let already_sent = inst.restored_votes.contains_key(&phase);
+                    if !already_sent {
+                        self.send_protocol(
+                            slot,
+                            Message::Vote {
+                                slot,
+                                phase,
+                                vote,
+                                candidate,
+                            },
+                        );
+                    }
+                }
+                RoundOutcome::Decide(phase, Bit::Zero) => {
+                    self.record_phases(phase);
+                    self.commit_decision(now, SlotValue::Null, DecisionSource::Protocol);
+                }
+                RoundOutcome::Decide(phase, Bit::One) => {
+                    self.record_phases(phase);
+                    if let Some(inst) = self.slots.get_mut(&slot) {
+                        inst.stage = Stage::AwaitingValue(phase);
+                    }
+                    if !self.try_resolve_value(now) {
+                        self.metrics.value_fetches += 1;
+                        self.emit_now(Action::Broadcast {
+                            envelope: self.envelope(Message::ProposalRequest { slot }),
+                        });
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the current slot decided 1, looks for the majority batch; commits
+    /// the decision and returns true if found.
+    fn try_resolve_value(&mut self, now: Instant) -> bool {
+        let slot = self.next_slot;
+        let majority = self.thresholds.majority;
+        let Some(inst) = self.slots.get_mut(&slot) else {
+            return false;
+        };
+        if !matches!(inst.stage, Stage::AwaitingValue(_)) {
+            return false;
+        }
+        if inst.candidate.is_none() {
+            inst.candidate = inst.majority_proposal(majority);
+        }
+        let Some(id) = inst.candidate else {
+            return false;
+        };
+        let batch = inst
+            .proposed_batch(id)
+            .cloned()
+            .or_else(|| self.pending.find(id).cloned());
+        match batch {
+            Some(batch) => {
+                self.commit_decision(now, SlotValue::Batch(batch), DecisionSource::Protocol);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn record_phases(&mut self, phase: Phase) {
+        self.metrics.slots_decided_by_protocol += 1;
+        self.metrics.phases_total += u64::from(phase.0);
+        self.metrics.phases_max = self.metrics.phases_max.max(phase.0);
+        if phase == Phase::FIRST {
+            self.metrics.fast_path_slots += 1;
+        }
+    }
+
+    /// Records the decision of `next_slot`, persists it, delivers it once
+    /// durable, and moves on (consuming decisions already known for the
+    /// following slots).
+    fn commit_decision(&mut self, now: Instant, value: SlotValue, source: DecisionSource) {
+        let slot = self.next_slot;
+        let my_proposal = self.current_proposal_id();
+        self.slots.remove(&slot);
+        self.metrics.slots_decided += 1;
+        match source {
+            DecisionSource::Protocol => {}
+            DecisionSource::Adopted => self.metrics.decisions_adopted += 1,
+            DecisionSource::Recovered => {}
+        }
+        let outcome = match &value {
+            SlotValue::Null => {
+                self.metrics.null_slots += 1;
+                DeliveryOutcome::Null
+            }
+            SlotValue::Batch(batch) => {
+                self.pending.remove(&batch.ordering_key());
+                if self.filter.insert(batch.id) {
+                    DeliveryOutcome::Apply(batch.clone())
+                } else {
+                    self.metrics.duplicate_batches += 1;
+                    DeliveryOutcome::Duplicate(batch.id)
+                }
+            }
+        };
+        if self.no_requeue_mutation() {
+            if let Some(mine) = my_proposal {
+                if value.batch_id() != Some(mine) {
+                    if let Some(batch) = self.pending.find(mine).cloned() {
+                        self.pending.remove(&batch.ordering_key());
+                    }
+                }
+            }
+        }
+        self.log.insert(slot, value.clone());
+        while self.log.len() as u64 > self.config.decided_retention {
+            self.log.pop_first();
+        }
+        let delivery = Action::Deliver(Delivery { slot, outcome });
+        if source == DecisionSource::Recovered {
+            // Already durable.
+            self.emit_now(delivery);
+        } else {
+            if source == DecisionSource::Protocol {
+                let envelope = self.envelope(Message::Decision {
+                    slot,
+                    value: value.clone(),
+                });
+                self.emit_gated(Action::Broadcast { envelope });
+            }
+            self.persist(PersistRecord::Decided { slot, value });
+            self.emit_gated(delivery);
+        }
+        self.next_slot = slot.next();
+        self.last_progress = now;
+        if source == DecisionSource::Recovered {
+            return;
+        }
+        if let Some(next_value) = self.decided_ahead.remove(&self.next_slot) {
+            self.commit_decision(now, next_value, DecisionSource::Adopted);
+            return;
+        }
+        self.maybe_start_slot(now);
+    }
+
+    // -------------------------------------------------------------- catch-up
+
+    fn note_peer_progress(&mut self, peer: NodeId, next: Slot) {
+        let entry = self.peer_next.entry(peer).or_insert(next);
+        *entry = (*entry).max(next);
+    }
+
+    fn maybe_catch_up(&mut self, now: Instant, stalled: bool) {
+        if now < self.catch_up_not_before {
+            return;
+        }
+        let mine = self.next_slot;
+        let far_behind = |s: Slot| s.0.saturating_sub(mine.0) > self.config.slot_window;
+        let Some((&peer, &their_next)) = self
+            .peer_next
+            .iter()
+            .filter(|(_, s)| **s > mine)
+            .max_by_key(|(id, s)| (**s, std::cmp::Reverse(**id)))
+        else {
+            return;
+        };
+        if !(stalled || far_behind(their_next)) {
+            return;
+        }
+        self.metrics.catch_up_requests += 1;
+        self.catch_up_not_before = now + self.config.retransmit_interval;
+        self.emit_now(Action::Send {
+            to: peer,
+            envelope: self.envelope(Message::CatchUpRequest { from: mine }),
+        });
+    }
+
+    fn reply_decision(&mut self, now: Instant, to: NodeId, slot: Slot) {
+        if let Some((last_slot, at)) = self.decision_replies.get(&to) {
+            if *last_slot == slot
+                && now.saturating_duration_since(*at) < self.config.retransmit_interval / 2
+            {
+                return;
+            }
+        }
+        self.decision_replies.insert(to, (slot, now));
+        match self.log.get(&slot) {
+            Some(value) => {
+                let envelope = self.envelope(Message::Decision {
+                    slot,
+                    value: value.clone(),
+                });
+                self.emit_gated(Action::Send { to, envelope });
+            }
+            None => self.on_catch_up_request(to, slot),
+        }
+    }
+
+    /// Re-sends this replica's released messages for the current slot (and
+    /// its value request), after a stall or a restart.
+    fn retransmit_current(&mut self) {
+        let slot = self.next_slot;
+        let durable = self.durable_token;
+        let Some(inst) = self.slots.get(&slot) else {
+            return;
+        };
+        let messages: Vec<Message> = inst
+            .sent
+            .iter()
+            .filter(|(token, _)| *token <= durable)
+            .map(|(_, m)| m.clone())
+            .collect();
+        let awaiting = matches!(inst.stage, Stage::AwaitingValue(_));
+        if messages.is_empty() && !awaiting {
+            return;
+        }
+        self.metrics.retransmits += 1;
+        for message in messages {
+            self.emit_now(Action::Broadcast {
+                envelope: self.envelope(message),
+            });
+        }
+        if awaiting {
+            self.emit_now(Action::Broadcast {
+                envelope: self.envelope(Message::ProposalRequest { slot }),
+            });
+        }
+    }
+
+    // ------------------------------------------------------------- emission
+
+    fn envelope(&self, message: Message) -> Envelope {
+        Envelope {
+            sender: self.me,
+            epoch: self.cluster.epoch,
+            message,
+        }
+    }
+
+    fn persist(&mut self, record: PersistRecord) -> u64 {
+        self.last_token += 1;
+        let token = self.last_token;
+        self.ready.push_back(Action::Persist {
+            token: PersistToken(token),
+            record,
+        });
+        token
+    }
+
+    /// Persists a Proposal/State/Vote, then broadcasts it once durable.
+    fn send_protocol(&mut self, slot: Slot, message: Message) {
+        let token = self.persist(PersistRecord::Sent {
+            slot,
+            message: message.clone(),
+        });
+        if let Some(inst) = self.slots.get_mut(&slot) {
+            inst.sent.push((token, message.clone()));
+        }
+        self.emit_gated(Action::Broadcast {
+            envelope: self.envelope(message),
+        });
+    }
+
+    /// Queues an action that must wait until every record issued so far is
+    /// durable.
+    fn emit_gated(&mut self, action: Action) {
+        let gate = if self.send_before_persist_mutation() {
+            0
+        } else {
+            self.last_token
+        };
+        if gate <= self.durable_token && self.held.is_empty() {
+            self.ready.push_back(action);
+        } else {
+            self.held.push_back((gate, action));
+        }
+    }
+
+    /// Queues an action that depends on nothing unpersisted.
+    fn emit_now(&mut self, action: Action) {
+        self.ready.push_back(action);
+    }
+
+    fn jittered(&mut self, base: Duration) -> Duration {
+        let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
+        let jitter = if nanos >= 5 {
+            self.rng.next_u64() % (nanos / 5)
+        } else {
+            0
+        };
+        Duration::from_nanos(nanos.saturating_add(jitter))
+    }
+
+    // -------------------------------------------------------------- mutations
+
+    fn decide_threshold(&self) -> usize {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::DecideThresholdMinusOne {
+            return self.thresholds.decide - 1;
+        }
+        self.thresholds.decide
+    }
+
+    fn local_coin(&self) -> Option<Bit> {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::PerReplicaCoin {
+            let index = self.cluster.nodes.iter().position(|n| *n == self.me).unwrap_or(0);
+            return Some(if index % 2 == 0 { Bit::Zero } else { Bit::One });
+        }
+        None
+    }
+
+    fn no_requeue_mutation(&self) -> bool {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::NoRequeue {
+            return true;
+        }
+        false
+    }
+
+    fn send_before_persist_mutation(&self) -> bool {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::SendBeforePersist {
+            return true;
+        }
+        false
+    }
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("node", &self.me)
+            .field("next_slot", &self.next_slot)
+            .field("pending", &self.pending.len())
+            .field("durable_token", &self.durable_token)
+            .field("last_token", &self.last_token)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DecisionSource {
+    /// Decided by this replica's own rounds.
+    Protocol,
+    /// Learned from a peer's Decision or catch-up reply.
+    Adopted,
+    /// Replayed from durable storage at start-up.
+    Recovered,
+}
+
+enum RoundMsg {
+    State(Bit, Option<BatchId>),
+    Vote(VoteValue, Option<BatchId>),
+}
