@@ -150,7 +150,10 @@ mod tests {
         ];
         for (n, f, quorum, majority, decide) in table {
             let t = Thresholds::for_cluster_size(n);
-            assert_eq!((t.n, t.f, t.quorum, t.majority, t.decide), (n, f, quorum, majority, decide));
+            assert_eq!(
+                (t.n, t.f, t.quorum, t.majority, t.decide),
+                (n, f, quorum, majority, decide)
+            );
         }
     }
 

@@ -57,7 +57,10 @@ mod tests {
         let t = Instant(10);
         assert_eq!(t + Duration::from_nanos(5), Instant(15));
         assert_eq!(t - Duration::from_nanos(50), Instant::ZERO);
-        assert_eq!(Instant(u64::MAX) + Duration::from_secs(1), Instant(u64::MAX));
+        assert_eq!(
+            Instant(u64::MAX) + Duration::from_secs(1),
+            Instant(u64::MAX)
+        );
         assert_eq!(t.saturating_duration_since(Instant(20)), Duration::ZERO);
     }
 }

@@ -53,6 +53,9 @@ mod tests {
         let ones_by_phase = (1..10_001u32)
             .filter(|p| common_coin(7, Epoch(1), Slot(3), Phase(*p)) == Bit::One)
             .count();
-        assert!((4_700..5_300).contains(&ones_by_phase), "ones = {ones_by_phase}");
+        assert!(
+            (4_700..5_300).contains(&ones_by_phase),
+            "ones = {ones_by_phase}"
+        );
     }
 }

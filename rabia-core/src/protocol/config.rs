@@ -80,10 +80,15 @@ impl ReplicaConfig {
         positive("decided_retention", self.decided_retention)?;
         positive("catch_up_batch_max", self.catch_up_batch_max as u64)?;
         positive("filter_sparse_max", self.filter_sparse_max as u64)?;
-        positive("filter_incarnations_max", self.filter_incarnations_max as u64)?;
+        positive(
+            "filter_incarnations_max",
+            self.filter_incarnations_max as u64,
+        )?;
         positive(
             "retransmit_interval",
-            self.retransmit_interval.as_nanos().min(u128::from(u64::MAX)) as u64,
+            self.retransmit_interval
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as u64,
         )?;
         positive(
             "heartbeat_interval",

@@ -157,7 +157,10 @@ mod tests {
             filter.insert(id(1, 0, seq));
         }
         assert!(filter.sparse_entries() <= 4);
-        assert!(filter.contains(&id(1, 0, 0)), "given up holes count as decided");
+        assert!(
+            filter.contains(&id(1, 0, 0)),
+            "given up holes count as decided"
+        );
         filter.insert(id(1, 1, 0));
         filter.insert(id(1, 2, 0));
         assert!(filter.contains(&id(1, 0, 100)), "retired incarnation");

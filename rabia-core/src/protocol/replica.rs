@@ -565,9 +565,7 @@ impl Replica {
         let Some(inst) = self.slots.get(&slot) else {
             return;
         };
-        let known = inst
-            .candidate
-            .or_else(|| inst.majority_proposal(majority));
+        let known = inst.candidate.or_else(|| inst.majority_proposal(majority));
         if let Some(id) = known {
             if let Some(batch) = inst
                 .proposed_batch(id)
@@ -724,7 +722,9 @@ impl Replica {
             let Some(inst) = self.slots.get_mut(&slot) else {
                 return;
             };
-            let coin = |phase: Phase| local_coin.unwrap_or_else(|| common_coin(coin_seed, epoch, slot, phase));
+            let coin = |phase: Phase| {
+                local_coin.unwrap_or_else(|| common_coin(coin_seed, epoch, slot, phase))
+            };
             let Some(outcome) = inst.evaluate(&thresholds, decide_threshold, coin) else {
                 return;
             };
@@ -735,7 +735,11 @@ impl Replica {
                         return;
                     };
                     let bit = inst.restored_override_state(phase).unwrap_or(computed);
-                    let candidate = if bit == Bit::One { inst.candidate } else { None };
+                    let candidate = if bit == Bit::One {
+                        inst.candidate
+                    } else {
+                        None
+                    };
                     inst.record_state(self.me, phase, bit, candidate);
                     inst.stage = Stage::Round1(phase);
                     let already_sent = inst.restored_states.contains_key(&phase);
@@ -1065,7 +1069,12 @@ impl Replica {
     fn local_coin(&self) -> Option<Bit> {
         #[cfg(feature = "mutations")]
         if self.config.mutation == crate::protocol::config::Mutation::PerReplicaCoin {
-            let index = self.cluster.nodes.iter().position(|n| *n == self.me).unwrap_or(0);
+            let index = self
+                .cluster
+                .nodes
+                .iter()
+                .position(|n| *n == self.me)
+                .unwrap_or(0);
             return Some(if index % 2 == 0 { Bit::Zero } else { Bit::One });
         }
         None

@@ -299,7 +299,11 @@ mod tests {
         all_unknown.record_vote(node(1), Phase(4), VoteValue::Unknown, None);
         all_unknown.record_vote(node(2), Phase(4), VoteValue::Unknown, None);
         assert_eq!(
-            all_unknown.evaluate(&t, t.decide, |p| if p == Phase(4) { Bit::One } else { Bit::Zero }),
+            all_unknown.evaluate(&t, t.decide, |p| if p == Phase(4) {
+                Bit::One
+            } else {
+                Bit::Zero
+            }),
             Some(RoundOutcome::State(Phase(5), Bit::One))
         );
     }

@@ -34,9 +34,9 @@ pub fn decode(bytes: &[u8], frame_bytes_max: usize) -> Result<Envelope, DecodeEr
         });
     }
     let Some((&version, body)) = bytes.split_first() else {
-        return Err(DecodeError::Malformed(Box::new(bincode::ErrorKind::Custom(
-            "empty frame".into(),
-        ))));
+        return Err(DecodeError::Malformed(Box::new(
+            bincode::ErrorKind::Custom("empty frame".into()),
+        )));
     };
     if version != WIRE_VERSION {
         return Err(DecodeError::Version {
@@ -143,8 +143,14 @@ mod tests {
     #[test]
     fn bad_frames_are_errors() {
         assert!(matches!(decode(&[], 100), Err(DecodeError::Malformed(_))));
-        assert!(matches!(decode(&[9, 0, 0], 100), Err(DecodeError::Version { .. })));
-        assert!(matches!(decode(&[1; 200], 100), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode(&[9, 0, 0], 100),
+            Err(DecodeError::Version { .. })
+        ));
+        assert!(matches!(
+            decode(&[1; 200], 100),
+            Err(DecodeError::TooLarge { .. })
+        ));
         // A length prefix claiming a huge batch must not allocate it.
         let mut frame = vec![WIRE_VERSION, 1, 0, 0, 1];
         frame.extend_from_slice(&[0xFF; 12]);

@@ -1,1 +1,230 @@
-fn main() {}
+//! `rabia-sim`: runs the deterministic simulator over many seeds.
+//!
+//! ```text
+//! cargo run --release -p rabia-testing --bin rabia-sim -- --seeds 1000 --nodes 3
+//! cargo run --release -p rabia-testing --bin rabia-sim -- --seed 1234 --nodes 5   # replay one
+//! ```
+//!
+//! Prints counts per fault class, mean and max phases per slot and the ⊥
+//! rate; the last line is `N seeds, V violations`. Exits non-zero on any
+//! violation, after printing the command that replays the failing seed.
+
+use rabia_testing::sim::{run, FaultClasses, SimConfig, SimReport, SimStats};
+use std::process::ExitCode;
+use std::time::Instant;
+
+struct Args {
+    seeds: u64,
+    first_seed: u64,
+    single: Option<u64>,
+    nodes: Vec<usize>,
+    faults: FaultClasses,
+    verbose: bool,
+    #[cfg(feature = "mutations")]
+    mutation: rabia_core::protocol::Mutation,
+}
+
+fn usage() -> &'static str {
+    "usage: rabia-sim [--seeds N] [--first-seed S] [--seed S] [--nodes 3[,5,7]] [--no-faults] [--verbose]"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        seeds: 100,
+        first_seed: 1,
+        single: None,
+        nodes: vec![3],
+        faults: FaultClasses::ALL,
+        verbose: false,
+        #[cfg(feature = "mutations")]
+        mutation: rabia_core::protocol::Mutation::None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
+        };
+        match flag.as_str() {
+            "--seeds" => args.seeds = parse_u64(&value("--seeds")?)?,
+            "--first-seed" => args.first_seed = parse_u64(&value("--first-seed")?)?,
+            "--seed" => args.single = Some(parse_u64(&value("--seed")?)?),
+            "--nodes" => {
+                args.nodes = value("--nodes")?
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<usize>()
+                            .map_err(|e| format!("bad --nodes {s:?}: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                if args.nodes.iter().any(|n| *n == 0 || *n > 31) {
+                    return Err("--nodes must be between 1 and 31".into());
+                }
+            }
+            "--no-faults" => args.faults = FaultClasses::NONE,
+            #[cfg(feature = "mutations")]
+            "--mutation" => {
+                use rabia_core::protocol::Mutation;
+                args.mutation = match value("--mutation")?.as_str() {
+                    "decide-threshold-minus-one" => Mutation::DecideThresholdMinusOne,
+                    "per-replica-coin" => Mutation::PerReplicaCoin,
+                    "no-requeue" => Mutation::NoRequeue,
+                    "send-before-persist" => Mutation::SendBeforePersist,
+                    other => return Err(format!("unknown mutation {other:?}")),
+                };
+            }
+            "--verbose" | "-v" => args.verbose = true,
+            "--help" | "-h" => return Err(usage().into()),
+            other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+        }
+    }
+    Ok(args)
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|e| format!("bad number {s:?}: {e}"))
+}
+
+fn add(total: &mut SimStats, s: &SimStats) {
+    total.events += s.events;
+    total.messages_sent += s.messages_sent;
+    total.messages_lost += s.messages_lost;
+    total.messages_duplicated += s.messages_duplicated;
+    total.messages_blocked += s.messages_blocked;
+    total.messages_delayed += s.messages_delayed;
+    total.partitions_symmetric += s.partitions_symmetric;
+    total.partitions_asymmetric += s.partitions_asymmetric;
+    total.isolations += s.isolations;
+    total.crash_restarts += s.crash_restarts;
+    total.targeted_crashes += s.targeted_crashes;
+    total.crash_stops += s.crash_stops;
+    total.writes_lost += s.writes_lost;
+    total.skewed_clocks += s.skewed_clocks;
+    total.slots_decided += s.slots_decided;
+    total.null_slots += s.null_slots;
+    total.slots_by_protocol += s.slots_by_protocol;
+    total.phases_total += s.phases_total;
+    total.phases_max = total.phases_max.max(s.phases_max);
+    total.operations_acknowledged += s.operations_acknowledged;
+    total.client_retries += s.client_retries;
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let seeds: Vec<u64> = match args.single {
+        Some(s) => vec![s],
+        None => (args.first_seed..args.first_seed + args.seeds).collect(),
+    };
+    let started = Instant::now();
+    let mut total = SimStats::default();
+    let mut runs = 0u64;
+    let mut failures: Vec<(usize, SimReport)> = Vec::new();
+    for &nodes in &args.nodes {
+        for &seed in &seeds {
+            let mut config = SimConfig::new(seed, nodes);
+            config.faults = args.faults;
+            #[cfg(feature = "mutations")]
+            {
+                config.replica.mutation = args.mutation;
+            }
+            let report = run(config);
+            runs += 1;
+            add(&mut total, &report.stats);
+            if args.verbose || args.single.is_some() {
+                println!(
+                    "seed {seed} nodes {nodes}: {} slots ({} ⊥), {} ops acked, {} events, trace {:016x}{}",
+                    report.stats.slots_decided,
+                    report.stats.null_slots,
+                    report.stats.operations_acknowledged,
+                    report.stats.events,
+                    report.trace_hash,
+                    report
+                        .violation
+                        .as_ref()
+                        .map(|v| format!(" — {v}"))
+                        .unwrap_or_default()
+                );
+            }
+            if let Some(v) = &report.violation {
+                eprintln!("VIOLATION seed {seed} nodes {nodes}: {v}");
+                eprintln!(
+                    "  replay: cargo run --release -p rabia-testing --bin rabia-sim -- --seed {seed} --nodes {nodes}{}",
+                    if args.faults == FaultClasses::NONE { " --no-faults" } else { "" }
+                );
+                failures.push((nodes, report));
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mean_phases = if total.slots_by_protocol == 0 {
+        0.0
+    } else {
+        total.phases_total as f64 / total.slots_by_protocol as f64
+    };
+    let null_rate = if total.slots_decided == 0 {
+        0.0
+    } else {
+        total.null_slots as f64 / total.slots_decided as f64
+    };
+    println!(
+        "runs: {runs} (nodes {:?}) in {elapsed:.1}s = {:.1} seeds/s",
+        args.nodes,
+        runs as f64 / elapsed.max(1e-9)
+    );
+    println!("fault classes injected:");
+    println!(
+        "  message loss        {:>10} messages lost",
+        total.messages_lost
+    );
+    println!(
+        "  duplication         {:>10} messages duplicated",
+        total.messages_duplicated
+    );
+    println!(
+        "  reordering (tail)   {:>10} messages delayed",
+        total.messages_delayed
+    );
+    println!(
+        "  partitions          {:>10} symmetric, {} one-way, {} isolations ({} messages blocked)",
+        total.partitions_symmetric,
+        total.partitions_asymmetric,
+        total.isolations,
+        total.messages_blocked
+    );
+    println!(
+        "  crash-restart       {:>10} restarts ({} at persistence boundaries; {} unsynced writes lost)",
+        total.crash_restarts, total.targeted_crashes, total.writes_lost
+    );
+    println!(
+        "  crash-stop          {:>10} nodes stopped for good",
+        total.crash_stops
+    );
+    println!(
+        "  clock skew          {:>10} skewed clocks",
+        total.skewed_clocks
+    );
+    println!(
+        "protocol: {} slots decided, ⊥ rate {:.2}%, phases per slot mean {:.3} max {}",
+        total.slots_decided,
+        null_rate * 100.0,
+        mean_phases,
+        total.phases_max
+    );
+    println!(
+        "clients: {} operations acknowledged, {} retries; {} events, {} messages",
+        total.operations_acknowledged, total.client_retries, total.events, total.messages_sent
+    );
+    println!("{runs} seeds, {} violations", failures.len());
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
