@@ -920,18 +920,24 @@ impl Replica {
             return;
         }
         let mine = self.next_slot;
-        let far_behind = |s: Slot| s.0.saturating_sub(mine.0) > self.config.slot_window;
-        let Some((&peer, &their_next)) = self
+        // Any peer that is ahead can answer; pick one at random so that a
+        // crashed peer's stale report cannot capture every request.
+        let ahead: Vec<(NodeId, Slot)> = self
             .peer_next
             .iter()
             .filter(|(_, s)| **s > mine)
-            .max_by_key(|(id, s)| (**s, std::cmp::Reverse(**id)))
-        else {
-            return;
-        };
-        if !(stalled || far_behind(their_next)) {
+            .map(|(id, s)| (*id, *s))
+            .collect();
+        if ahead.is_empty() {
             return;
         }
+        let furthest = ahead.iter().map(|(_, s)| *s).max().unwrap_or(mine);
+        let far_behind = furthest.0.saturating_sub(mine.0) > self.config.slot_window;
+        if !(stalled || far_behind) {
+            return;
+        }
+        let pick = (self.rng.next_u64() % ahead.len() as u64) as usize;
+        let peer = ahead[pick].0;
         self.metrics.catch_up_requests += 1;
         self.catch_up_not_before = now + self.config.retransmit_interval;
         self.emit_now(Action::Send {

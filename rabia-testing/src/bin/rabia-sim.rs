@@ -20,12 +20,13 @@ struct Args {
     nodes: Vec<usize>,
     faults: FaultClasses,
     verbose: bool,
+    budget_secs: Option<u64>,
     #[cfg(feature = "mutations")]
     mutation: rabia_core::protocol::Mutation,
 }
 
 fn usage() -> &'static str {
-    "usage: rabia-sim [--seeds N] [--first-seed S] [--seed S] [--nodes 3[,5,7]] [--no-faults] [--verbose]"
+    "usage: rabia-sim [--seeds N] [--first-seed S] [--seed S] [--nodes 3[,5,7]] [--no-faults] [--budget-secs S] [--verbose]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         nodes: vec![3],
         faults: FaultClasses::ALL,
         verbose: false,
+        budget_secs: None,
         #[cfg(feature = "mutations")]
         mutation: rabia_core::protocol::Mutation::None,
     };
@@ -63,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--no-faults" => args.faults = FaultClasses::NONE,
+            "--budget-secs" => args.budget_secs = Some(parse_u64(&value("--budget-secs")?)?),
             #[cfg(feature = "mutations")]
             "--mutation" => {
                 use rabia_core::protocol::Mutation;
@@ -130,6 +133,9 @@ fn main() -> ExitCode {
         for &seed in &seeds {
             let mut config = SimConfig::new(seed, nodes);
             config.faults = args.faults;
+            if let Some(secs) = args.budget_secs {
+                config.liveness_budget = std::time::Duration::from_secs(secs);
+            }
             #[cfg(feature = "mutations")]
             {
                 config.replica.mutation = args.mutation;

@@ -263,6 +263,8 @@ struct Client {
     /// The operation in flight: (seq, node, attempt number).
     waiting: Option<(u64, usize, u64)>,
     attempts: u64,
+    /// Per node: do not send to it before this time (it timed out).
+    avoid_until: Vec<Instant>,
 }
 
 struct World {
@@ -339,6 +341,7 @@ impl World {
                 total: config.operations_per_client,
                 waiting: None,
                 attempts: 0,
+                avoid_until: vec![Instant::ZERO; config.nodes],
             })
             .collect();
         World {
@@ -507,8 +510,12 @@ impl World {
             Event::ClientIssue { client } => self.client_issue(client),
             Event::ClientTimeout { client, attempt } => {
                 let c = &mut self.clients[client];
-                if matches!(c.waiting, Some((_, _, a)) if a == attempt) {
+                if let Some((_, node, a)) = c.waiting {
+                    if a != attempt {
+                        return false;
+                    }
                     c.waiting = None;
+                    c.avoid_until[node] = self.now + Duration::from_secs(1);
                     self.stats.client_retries += 1;
                     self.client_issue(client);
                 }
@@ -687,7 +694,15 @@ impl World {
         c.attempts += 1;
         let attempt = c.attempts;
         let client_id = c.id;
-        let node = self.rng.gen_range(0..self.nodes.len());
+        let now = self.now;
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| c.avoid_until[*i] <= now)
+            .collect();
+        let node = if candidates.is_empty() {
+            self.rng.gen_range(0..self.nodes.len())
+        } else {
+            candidates[self.rng.gen_range(0..candidates.len())]
+        };
         self.clients[client].waiting = Some((seq, node, attempt));
         let timeout = self.now + self.config.client_timeout;
         self.queue
@@ -970,21 +985,37 @@ impl World {
             .map(|i| {
                 let n = &self.nodes[i];
                 match &n.replica {
-                    Some(r) => format!(
-                        "{:?}: next {} applied {} phase {} pending {}",
-                        n.id,
-                        r.next_slot().0,
-                        self.order.next(n.id).0,
-                        r.current_phase().0,
-                        r.pending_len()
-                    ),
+                    Some(r) => {
+                        let m = r.metrics();
+                        format!(
+                            "{:?}: next {} applied {} phase {} pending {} (catch-ups {}, retransmits {}, dropped {:?})",
+                            n.id,
+                            r.next_slot().0,
+                            self.order.next(n.id).0,
+                            r.current_phase().0,
+                            r.pending_len(),
+                            m.catch_up_requests,
+                            m.retransmits,
+                            m.dropped
+                        )
+                    }
                     None => format!("{:?}: {:?}", n.id, n.status),
                 }
             })
             .collect();
+        let waiting: Vec<String> = self
+            .clients
+            .iter()
+            .filter_map(|c| {
+                c.waiting.map(|(seq, node, attempt)| {
+                    format!("{}#{seq}@{:?}(try {attempt})", c.id, self.ids[node])
+                })
+            })
+            .collect();
         format!(
-            "not converged {:?} after healing: {clients_left} client operations unfinished; {}",
+            "not converged {:?} after healing: {clients_left} client operations unfinished (in flight: {}); {}",
             self.config.liveness_budget,
+            waiting.join(", "),
             nodes.join("; ")
         )
     }

@@ -1,0 +1,68 @@
+//! The checkers must be able to fail: deliberately broken protocol variants
+//! run through the simulator and each must be caught.
+
+use rabia_core::protocol::Mutation;
+use rabia_testing::checkers::ViolationKind;
+use rabia_testing::sim::{run, SimConfig};
+
+fn violations(
+    mutation: Mutation,
+    nodes: usize,
+    seeds: std::ops::Range<u64>,
+) -> Vec<(u64, ViolationKind)> {
+    seeds
+        .filter_map(|seed| {
+            let mut config = SimConfig::new(seed, nodes);
+            config.replica.mutation = mutation;
+            config.liveness_budget = std::time::Duration::from_secs(5);
+            run(config).violation.map(|v| (seed, v.kind))
+        })
+        .collect()
+}
+
+#[test]
+fn decision_threshold_one_below_f_plus_one_breaks_agreement() {
+    let found = violations(Mutation::DecideThresholdMinusOne, 3, 1..200);
+    println!("decide-threshold-minus-one: {found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
+        "no agreement violation found: {found:?}"
+    );
+}
+
+#[test]
+fn per_replica_coin_does_not_terminate() {
+    let found = violations(Mutation::PerReplicaCoin, 5, 1..40);
+    println!("per-replica-coin: {found:?}");
+    assert!(
+        found.iter().any(|(_, k)| *k == ViolationKind::Liveness),
+        "no liveness violation found: {found:?}"
+    );
+}
+
+#[test]
+fn sending_before_persisting_equivocates_after_restart() {
+    let found = violations(Mutation::SendBeforePersist, 3, 1..120);
+    println!("send-before-persist: {found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
+        "no agreement violation found: {found:?}"
+    );
+}
+
+#[test]
+fn dropping_the_proposal_after_a_lost_slot_is_caught() {
+    let found = violations(Mutation::NoRequeue, 3, 1..40);
+    println!("no-requeue: {found:?}");
+    assert!(!found.is_empty(), "no violation found");
+}
+
+#[test]
+fn correct_protocol_passes_the_same_seeds() {
+    let found = violations(Mutation::None, 3, 1..60);
+    assert!(found.is_empty(), "{found:?}");
+}
