@@ -1,6 +1,8 @@
 //! The checkers must be able to fail: deliberately broken protocol variants
 //! run through the simulator and each must be caught.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use rabia_core::protocol::Mutation;
 use rabia_testing::checkers::ViolationKind;
 use rabia_testing::sim::{run, SimConfig};

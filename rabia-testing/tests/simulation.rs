@@ -3,6 +3,8 @@
 //! Every failure prints the command that replays it. Fresh seeds come from
 //! `RABIA_SIM_SEED` if set, otherwise from the clock (printed).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use rabia_testing::sim::{run, FaultClasses, SimConfig};
 
 fn fresh_seed() -> u64 {
@@ -84,9 +86,19 @@ fn healthy_network_has_few_null_slots() {
 fn fresh_seeds() {
     let base = fresh_seed();
     println!("fresh seeds from {base} (set RABIA_SIM_SEED={base} to replay)");
-    for i in 0..30u64 {
+    for i in 0..60u64 {
         let seed = base.wrapping_add(i);
         check(seed, 3 + 2 * (i as usize % 3), FaultClasses::ALL);
+    }
+}
+
+/// A broader sweep of consecutive seeds over n = 3, 5 and 7.
+#[test]
+fn seed_sweep() {
+    for seed in 5_000..5_080u64 {
+        for nodes in [3, 5, 7] {
+            check(seed, nodes, FaultClasses::ALL);
+        }
     }
 }
 

@@ -71,8 +71,9 @@ pub struct Replica {
     slots: BTreeMap<Slot, SlotInstance>,
     /// Decisions learned for slots after `next_slot`.
     decided_ahead: BTreeMap<Slot, SlotValue>,
-    /// Recently decided values, to answer laggards.
-    log: BTreeMap<Slot, SlotValue>,
+    /// Recently decided values (and when this replica learned them), to
+    /// answer laggards.
+    log: BTreeMap<Slot, (SlotValue, Instant)>,
     /// Last issued persist token (0: none yet).
     last_token: u64,
     /// Highest token reported durable.
@@ -165,10 +166,7 @@ impl Replica {
                 continue;
             }
             let me = self.me;
-            let inst = self
-                .slots
-                .entry(slot)
-                .or_insert_with(|| SlotInstance::new());
+            let inst = self.slots.entry(slot).or_insert_with(SlotInstance::new);
             match &message {
                 Message::Proposal { batch, .. } => {
                     inst.record_proposal(me, batch);
@@ -408,7 +406,7 @@ impl Replica {
 
     /// The decided value of a retained slot.
     pub fn decided_value(&self, slot: Slot) -> Option<&SlotValue> {
-        self.log.get(&slot)
+        self.log.get(&slot).map(|(value, _)| value)
     }
 
     /// The decided-batch filter as of `next_slot` (goes into snapshots).
@@ -612,7 +610,7 @@ impl Replica {
             .log
             .range(first..)
             .take(self.config.catch_up_batch_max)
-            .map(|(s, v)| (*s, v.clone()))
+            .map(|(s, (v, _))| (*s, v.clone()))
             .collect();
         if decisions.is_empty() {
             return;
@@ -669,11 +667,7 @@ impl Replica {
             self.metrics.dropped.out_of_window += 1;
             return None;
         }
-        Some(
-            self.slots
-                .entry(slot)
-                .or_insert_with(|| SlotInstance::new()),
-        )
+        Some(self.slots.entry(slot).or_insert_with(SlotInstance::new))
     }
 
     /// Starts the current slot if it has not started and a batch is pending.
@@ -692,10 +686,7 @@ impl Replica {
             return;
         };
         let me = self.me;
-        let inst = self
-            .slots
-            .entry(slot)
-            .or_insert_with(|| SlotInstance::new());
+        let inst = self.slots.entry(slot).or_insert_with(SlotInstance::new);
         inst.record_proposal(me, &batch);
         inst.stage = Stage::Exchange;
         self.metrics.proposals_sent += 1;
@@ -877,7 +868,7 @@ impl Replica {
                 }
             }
         }
-        self.log.insert(slot, value.clone());
+        self.log.insert(slot, (value.clone(), now));
         while self.log.len() as u64 > self.config.decided_retention {
             self.log.pop_first();
         }
@@ -947,16 +938,22 @@ impl Replica {
     }
 
     fn reply_decision(&mut self, now: Instant, to: NodeId, slot: Slot) {
+        let grace = self.config.retransmit_interval / 2;
+        if let Some((_, decided_at)) = self.log.get(&slot) {
+            // Messages already in flight when we decided are covered by our
+            // Decision broadcast; answer only a peer that is still asking.
+            if now.saturating_duration_since(*decided_at) < grace {
+                return;
+            }
+        }
         if let Some((last_slot, at)) = self.decision_replies.get(&to) {
-            if *last_slot == slot
-                && now.saturating_duration_since(*at) < self.config.retransmit_interval / 2
-            {
+            if *last_slot == slot && now.saturating_duration_since(*at) < grace {
                 return;
             }
         }
         self.decision_replies.insert(to, (slot, now));
         match self.log.get(&slot) {
-            Some(value) => {
+            Some((value, _)) => {
                 let envelope = self.envelope(Message::Decision {
                     slot,
                     value: value.clone(),

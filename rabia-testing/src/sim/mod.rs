@@ -735,14 +735,11 @@ impl World {
 
     /// Carries out every action `node`'s replica has ready.
     fn drain(&mut self, node: usize) {
-        loop {
-            let Some(action) = self.nodes[node]
-                .replica
-                .as_mut()
-                .and_then(Replica::poll_action)
-            else {
-                break;
-            };
+        while let Some(action) = self.nodes[node]
+            .replica
+            .as_mut()
+            .and_then(Replica::poll_action)
+        {
             match action {
                 Action::Send { to, envelope } => {
                     self.observe_outgoing(node, &envelope);

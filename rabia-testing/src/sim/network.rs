@@ -117,9 +117,11 @@ mod tests {
     #[test]
     fn loss_and_duplication_rates_are_roughly_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut net = NetworkModel::default();
-        net.loss = 0.2;
-        net.duplication = 0.1;
+        let net = NetworkModel {
+            loss: 0.2,
+            duplication: 0.1,
+            ..NetworkModel::default()
+        };
         let (mut lost, mut dup) = (0, 0);
         for _ in 0..10_000 {
             match net.fate(&mut rng, 0, 1) {
