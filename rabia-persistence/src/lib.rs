@@ -3,7 +3,8 @@
 //! Durable storage for Rabia replicas: write-ahead log, snapshots, crash recovery.
 //!
 //! This crate is part of the fixed workspace layout. Its implementation lands
-//! with its own issue (see `docs/roadmap.md`); today it only re-exports the
+//! with its own issue (see `docs/roadmap.md` in the repository); today it only
+//! re-exports the
 //! core types it will build on.
 
 pub use rabia_core;
