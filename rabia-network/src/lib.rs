@@ -1,10 +1,35 @@
 //! # rabia-network
 //!
-//! Transports between Rabia replicas: in-memory and TCP.
+//! How replicas exchange protocol messages, behind the [`Transport`] trait.
 //!
-//! This crate is part of the fixed workspace layout. Its implementation lands
-//! with its own issue (see `docs/roadmap.md` in the repository); today it only
-//! re-exports the
-//! core types it will build on.
+//! * [`InMemoryNetwork`]: every node of a cluster in one process, with
+//!   bounded per-node inboxes and a link filter that tests and the fault
+//!   injector use to drop messages or cut links.
+//! * A TCP transport between processes implements the same trait (the
+//!   network issue).
+//!
+//! A transport is best effort: a full inbox drops the message (counted), and
+//! the protocol's retransmission recovers. It never blocks the engine loop.
+//!
+//! ```
+//! use rabia_core::protocol::{Envelope, Message};
+//! use rabia_core::{Epoch, NodeId, Slot};
+//! use rabia_network::{InMemoryNetwork, Transport};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let net = InMemoryNetwork::new(1024);
+//! let (a, b) = (NodeId::from_u64(1), NodeId::from_u64(2));
+//! let ta = net.endpoint(a);
+//! let mut tb = net.endpoint(b);
+//! let hello = Envelope { sender: a, epoch: Epoch(0), message: Message::Heartbeat { next_slot: Slot(0) } };
+//! ta.send(b, hello.clone());
+//! assert_eq!(tb.recv().await, Some((a, hello)));
+//! # });
+//! ```
 
-pub use rabia_core;
+mod error;
+mod memory;
+mod transport;
+
+pub use error::TransportError;
+pub use memory::{InMemoryNetwork, InMemoryTransport, LinkDecision, LinkFilter};
+pub use transport::{Transport, TransportStats};

@@ -427,6 +427,15 @@ impl Replica {
             .unwrap_or(Phase::EXCHANGE)
     }
 
+    /// Whether the current slot has started and is not decided yet (the
+    /// engine batches submissions while a slot is in flight).
+    pub fn slot_in_flight(&self) -> bool {
+        self.slots
+            .get(&self.next_slot)
+            .map(|inst| inst.stage != Stage::NotStarted)
+            .unwrap_or(false)
+    }
+
     /// The incarnation this replica runs as.
     pub fn incarnation(&self) -> u64 {
         self.incarnation

@@ -1,0 +1,199 @@
+//! The apply task: owns the user's state machine, applies delivered slots in
+//! order, answers waiting clients, de-duplicates session operations and takes
+//! snapshots.
+
+use crate::error::{EngineError, SubmitError};
+use crate::handle::{Reply, Waiter};
+use crate::persist::PersistCommand;
+use crate::status::{Histogram, LatencySummary};
+use rabia_core::protocol::{DecidedFilter, Delivery, DeliveryOutcome};
+use rabia_core::smr::{SessionCheck, SessionTable, StateMachine};
+use rabia_core::{BatchId, Epoch, Operation, Slot};
+use rabia_persistence::Snapshot;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// The clients waiting for each batch this node created, one entry per
+/// operation. The engine loop registers a batch's waiters before handing the
+/// batch to the protocol; the apply task takes them when the batch applies.
+pub(crate) type WaiterRegistry = Arc<Mutex<HashMap<BatchId, Vec<Option<Waiter>>>>>;
+
+/// Work for the apply task, in order.
+pub(crate) enum ApplyCommand<SM> {
+    /// The next slot to apply, with the time it was decided.
+    Deliver {
+        delivery: Delivery,
+        decided_at: Instant,
+    },
+    /// A local read.
+    Query(Box<dyn FnOnce(&SM) + Send>),
+}
+
+/// What the apply task reports.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ApplyProgress {
+    pub(crate) next_slot: Slot,
+    pub(crate) decide_to_apply: LatencySummary,
+    pub(crate) last_snapshot: Option<Slot>,
+}
+
+pub(crate) struct SnapshotPolicy {
+    pub(crate) interval: Duration,
+    pub(crate) max_log_bytes: usize,
+    pub(crate) epoch: Epoch,
+}
+
+pub(crate) struct Applier<SM> {
+    pub(crate) state_machine: SM,
+    pub(crate) sessions: SessionTable,
+    pub(crate) filter: DecidedFilter,
+    pub(crate) next_slot: Slot,
+    pub(crate) waiters: WaiterRegistry,
+    pub(crate) policy: SnapshotPolicy,
+    pub(crate) persist: mpsc::Sender<PersistCommand>,
+    pub(crate) progress: watch::Sender<ApplyProgress>,
+    pub(crate) latency: Histogram,
+    pub(crate) bytes_since_snapshot: usize,
+    pub(crate) last_snapshot_at: Instant,
+    pub(crate) applied_since_snapshot: bool,
+}
+
+impl<SM: StateMachine + 'static> Applier<SM> {
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<ApplyCommand<SM>>,
+    ) -> Result<(), EngineError> {
+        let mut since_publish = 0u32;
+        while let Some(command) = commands.recv().await {
+            match command {
+                ApplyCommand::Deliver {
+                    delivery,
+                    decided_at,
+                } => {
+                    self.deliver(delivery).await?;
+                    self.latency.record(decided_at.elapsed());
+                    since_publish += 1;
+                    if since_publish >= 64 || commands.is_empty() {
+                        since_publish = 0;
+                        self.publish();
+                    }
+                    self.maybe_snapshot().await?;
+                }
+                ApplyCommand::Query(query) => query(&self.state_machine),
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    async fn deliver(&mut self, delivery: Delivery) -> Result<(), EngineError> {
+        if delivery.slot != self.next_slot {
+            return Err(EngineError::Internal(format!(
+                "delivery of {} while {} was next",
+                delivery.slot, self.next_slot
+            )));
+        }
+        self.next_slot = delivery.slot.next();
+        let DeliveryOutcome::Apply(batch) = delivery.outcome else {
+            return Ok(());
+        };
+        self.filter.insert(batch.id);
+        self.applied_since_snapshot = true;
+        let mut waiters = self
+            .waiters
+            .lock()
+            .ok()
+            .and_then(|mut registry| registry.remove(&batch.id))
+            .unwrap_or_default();
+        for (i, operation) in batch.operations.iter().enumerate() {
+            self.bytes_since_snapshot += operation.encoded_len();
+            let reply = self.apply_one(operation).await;
+            if let Some(waiter) = waiters.get_mut(i).and_then(Option::take) {
+                let _ = waiter.send(reply);
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_one(&mut self, operation: &Operation) -> Reply {
+        let Some(tag) = operation.session else {
+            return self
+                .state_machine
+                .apply_operation(operation)
+                .await
+                .map_err(|e| SubmitError::Application {
+                    message: e.to_string(),
+                });
+        };
+        match self.sessions.check(tag) {
+            SessionCheck::New => {
+                let result = self
+                    .state_machine
+                    .apply_operation(operation)
+                    .await
+                    .map_err(|e| e.to_string());
+                self.sessions.record(tag, result.clone());
+                result.map_err(|message| SubmitError::Application { message })
+            }
+            SessionCheck::Duplicate(cached) => {
+                cached.map_err(|message| SubmitError::Application { message })
+            }
+            SessionCheck::Stale => Err(SubmitError::SessionExpired {
+                client: tag.client,
+                seq: tag.seq,
+            }),
+        }
+    }
+
+    fn publish(&mut self) {
+        let next_slot = self.next_slot;
+        let summary = self.latency.summary();
+        self.progress.send_modify(|p| {
+            p.next_slot = next_slot;
+            p.decide_to_apply = summary;
+        });
+    }
+
+    async fn maybe_snapshot(&mut self) -> Result<(), EngineError> {
+        let due_by_size = self.bytes_since_snapshot >= self.policy.max_log_bytes;
+        let due_by_time =
+            self.applied_since_snapshot && self.last_snapshot_at.elapsed() >= self.policy.interval;
+        if !(due_by_size || due_by_time) {
+            return Ok(());
+        }
+        self.take_snapshot().await
+    }
+
+    /// Snapshots the state as of `next_slot` and hands it to persistence.
+    pub(crate) async fn take_snapshot(&mut self) -> Result<(), EngineError> {
+        self.last_snapshot_at = Instant::now();
+        let state = match self.state_machine.snapshot().await {
+            Ok(state) => state,
+            Err(e) => {
+                // Not fatal: the log keeps growing and the next attempt retries.
+                tracing::warn!(error = %e, "state machine snapshot failed; will retry");
+                return Ok(());
+            }
+        };
+        let snapshot = Snapshot {
+            base_slot: self.next_slot,
+            epoch: self.policy.epoch,
+            state,
+            sessions: self.sessions.clone(),
+            filter: self.filter.clone(),
+        };
+        let base = snapshot.base_slot;
+        self.persist
+            .send(PersistCommand::Snapshot(Box::new(snapshot)))
+            .await
+            .map_err(|_| EngineError::Internal("persistence task gone".into()))?;
+        self.bytes_since_snapshot = 0;
+        self.applied_since_snapshot = false;
+        self.progress.send_modify(|p| p.last_snapshot = Some(base));
+        tracing::debug!(base_slot = base.0, "snapshot handed to persistence");
+        Ok(())
+    }
+}

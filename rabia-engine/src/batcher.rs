@@ -1,0 +1,121 @@
+//! The adaptive batching policy (sans-I/O): propose at once when no slot is
+//! in flight; while one is, accumulate up to `max_batch_size` operations,
+//! `max_batch_bytes` bytes or `batch_timeout`.
+
+use crate::handle::Waiter;
+use rabia_core::Operation;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    operations: Vec<Operation>,
+    waiters: Vec<Option<Waiter>>,
+    bytes: usize,
+    first_at: Option<Instant>,
+    max_operations: usize,
+    max_bytes: usize,
+    timeout: Duration,
+}
+
+impl Batcher {
+    pub(crate) fn new(max_operations: usize, max_bytes: usize, timeout: Duration) -> Self {
+        Batcher {
+            operations: Vec::new(),
+            waiters: Vec::new(),
+            bytes: 0,
+            first_at: None,
+            max_operations,
+            max_bytes,
+            timeout,
+        }
+    }
+
+    /// Whether `operation` alone fits in a batch.
+    pub(crate) fn fits_alone(&self, operation: &Operation) -> bool {
+        operation.encoded_len() <= self.max_bytes
+    }
+
+    /// Whether adding `operation` would overflow the current batch.
+    pub(crate) fn would_overflow(&self, operation: &Operation) -> bool {
+        !self.operations.is_empty()
+            && (self.operations.len() >= self.max_operations
+                || self.bytes + operation.encoded_len() > self.max_bytes)
+    }
+
+    pub(crate) fn push(&mut self, now: Instant, operation: Operation, waiter: Option<Waiter>) {
+        self.bytes += operation.encoded_len();
+        self.operations.push(operation);
+        self.waiters.push(waiter);
+        self.first_at.get_or_insert(now);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.operations.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.operations.len() >= self.max_operations || self.bytes >= self.max_bytes
+    }
+
+    /// When the current batch must be flushed even if a slot is in flight.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.first_at.map(|t| t + self.timeout)
+    }
+
+    pub(crate) fn should_flush(&self, now: Instant, slot_in_flight: bool) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        !slot_in_flight || self.is_full() || self.deadline().is_some_and(|d| now >= d)
+    }
+
+    pub(crate) fn take(&mut self) -> (Vec<Operation>, Vec<Option<Waiter>>) {
+        self.bytes = 0;
+        self.first_at = None;
+        (
+            std::mem::take(&mut self.operations),
+            std::mem::take(&mut self.waiters),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(n: usize) -> Operation {
+        Operation::new(vec![0; n])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flushes_at_once_when_idle_and_batches_while_busy() {
+        let mut b = Batcher::new(3, 1 << 20, Duration::from_millis(5));
+        let t0 = Instant::now();
+        assert!(!b.should_flush(t0, false), "empty never flushes");
+        b.push(t0, op(1), None);
+        assert!(b.should_flush(t0, false), "idle: propose at once");
+        assert!(!b.should_flush(t0, true), "busy: accumulate");
+        b.push(t0, op(1), None);
+        b.push(t0, op(1), None);
+        assert!(b.should_flush(t0, true), "full");
+        let (ops, waiters) = b.take();
+        assert_eq!((ops.len(), waiters.len()), (3, 3));
+        b.push(t0, op(1), None);
+        assert!(
+            b.should_flush(t0 + Duration::from_millis(5), true),
+            "timeout"
+        );
+    }
+
+    #[test]
+    fn byte_limit() {
+        let b = Batcher::new(100, 100, Duration::from_millis(1));
+        assert!(b.fits_alone(&op(10)));
+        assert!(!b.fits_alone(&op(200)));
+    }
+}

@@ -1,0 +1,171 @@
+//! `RabiaConfig`: the engine's settings, with the developer guide's field
+//! names, safe defaults and validation.
+
+use rabia_core::protocol::ReplicaConfig;
+use rabia_core::ConfigError;
+use std::time::Duration;
+
+/// Settings of a [`RabiaEngine`](crate::RabiaEngine).
+///
+/// ```
+/// use rabia_engine::RabiaConfig;
+/// use std::time::Duration;
+///
+/// let config = RabiaConfig {
+///     max_batch_size: 100,
+///     batch_timeout: Duration::from_millis(10),
+///     ..Default::default()
+/// };
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RabiaConfig {
+    /// Maximum operations per batch (one batch is what a slot decides).
+    pub max_batch_size: usize,
+    /// Maximum encoded bytes per batch.
+    pub max_batch_bytes: usize,
+    /// While a slot is in flight, operations accumulate for at most this
+    /// long (or until `max_batch_size`) before they are proposed. When no
+    /// slot is in flight an operation is proposed at once.
+    pub batch_timeout: Duration,
+    /// Period of the progress heartbeat between replicas.
+    pub heartbeat_interval: Duration,
+    /// **Rabia has no leader and no elections.** This field is kept so that
+    /// Raft-style configurations carry over, and means the *peer failure
+    /// timeout*: a peer not heard from for this long is reported as
+    /// unreachable in [`EngineStatus`](crate::EngineStatus). It never affects
+    /// safety or when slots are decided.
+    pub election_timeout: Duration,
+    /// A slot that made no progress for this long has its replica re-send its
+    /// messages and ask peers for missing decisions (recovers lost messages
+    /// and restarted peers).
+    pub retransmit_interval: Duration,
+    /// Take a snapshot at least this often (when anything was applied since).
+    pub snapshot_interval: Duration,
+    /// Take a snapshot when the operations applied since the last one exceed
+    /// this many bytes; records behind a snapshot are truncated.
+    pub max_log_size: usize,
+    /// Maximum batches waiting to be decided (local and peers'). Beyond it
+    /// the engine stops accepting submissions (`try_submit` reports overload).
+    pub max_pending_batches: usize,
+    /// Maximum submissions queued between clients and the engine task.
+    pub max_queued_operations: usize,
+    /// Replies cached per client session (operations a session may have
+    /// outstanding at once).
+    pub session_window: usize,
+    /// Client sessions remembered (least recently used are forgotten).
+    pub max_sessions: usize,
+    /// How often the status snapshot is published.
+    pub status_interval: Duration,
+}
+
+impl Default for RabiaConfig {
+    fn default() -> Self {
+        RabiaConfig {
+            max_batch_size: 4096,
+            max_batch_bytes: 4 << 20,
+            batch_timeout: Duration::from_millis(1),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            retransmit_interval: Duration::from_millis(200),
+            snapshot_interval: Duration::from_secs(60),
+            max_log_size: 64 << 20,
+            max_pending_batches: 4096,
+            max_queued_operations: 65_536,
+            session_window: 64,
+            max_sessions: 100_000,
+            status_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl RabiaConfig {
+    /// Refuses zero sizes and intervals, and inconsistent combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(field: &'static str, value: u128) -> Result<(), ConfigError> {
+            if value == 0 {
+                Err(ConfigError::InvalidSetting {
+                    field,
+                    reason: "must be greater than zero".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        positive("max_batch_size", self.max_batch_size as u128)?;
+        positive("max_batch_bytes", self.max_batch_bytes as u128)?;
+        positive("heartbeat_interval", self.heartbeat_interval.as_nanos())?;
+        positive("election_timeout", self.election_timeout.as_nanos())?;
+        positive("retransmit_interval", self.retransmit_interval.as_nanos())?;
+        positive("snapshot_interval", self.snapshot_interval.as_nanos())?;
+        positive("max_log_size", self.max_log_size as u128)?;
+        positive("max_pending_batches", self.max_pending_batches as u128)?;
+        positive("max_queued_operations", self.max_queued_operations as u128)?;
+        positive("session_window", self.session_window as u128)?;
+        positive("max_sessions", self.max_sessions as u128)?;
+        positive("status_interval", self.status_interval.as_nanos())?;
+        if self.election_timeout < self.heartbeat_interval {
+            return Err(ConfigError::InvalidSetting {
+                field: "election_timeout",
+                reason: format!(
+                    "the peer failure timeout ({:?}) must be at least heartbeat_interval ({:?})",
+                    self.election_timeout, self.heartbeat_interval
+                ),
+            });
+        }
+        self.replica_config().validate()
+    }
+
+    /// The protocol core's settings derived from these.
+    pub fn replica_config(&self) -> ReplicaConfig {
+        ReplicaConfig {
+            pending_batches_max: self.max_pending_batches,
+            batch_operations_max: self.max_batch_size,
+            batch_bytes_max: self.max_batch_bytes,
+            retransmit_interval: self.retransmit_interval,
+            heartbeat_interval: self.heartbeat_interval,
+            ..ReplicaConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zero_is_refused() {
+        RabiaConfig::default().validate().unwrap();
+        let bad = RabiaConfig {
+            max_batch_size: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::InvalidSetting {
+                field: "max_batch_size",
+                ..
+            })
+        ));
+        let inconsistent = RabiaConfig {
+            election_timeout: Duration::from_millis(10),
+            heartbeat_interval: Duration::from_millis(100),
+            ..Default::default()
+        };
+        assert!(inconsistent.validate().is_err());
+    }
+
+    #[test]
+    fn guide_production_config_is_valid() {
+        let production_config = RabiaConfig {
+            max_batch_size: 1000,
+            batch_timeout: Duration::from_millis(5),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_interval: Duration::from_secs(300),
+            max_log_size: 10_000_000,
+            ..Default::default()
+        };
+        production_config.validate().unwrap();
+    }
+}

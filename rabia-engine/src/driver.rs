@@ -1,0 +1,390 @@
+//! The engine loop: one task owns the `Replica`. A biased `select!` takes one
+//! input per iteration — shutdown, durability, an inbound message, client
+//! submissions, a timer — makes exactly one `handle_*` call (or a batch
+//! flush), then drains every action the replica has ready. No protocol
+//! decision is made here.
+
+use crate::apply::{ApplyCommand, ApplyProgress, WaiterRegistry};
+use crate::batcher::Batcher;
+use crate::error::{EngineError, SubmitError};
+use crate::handle::ClientRequest;
+use crate::persist::PersistCommand;
+use crate::status::{EngineStatus, Histogram, PeerStatus};
+use crate::RabiaConfig;
+use rabia_core::protocol::{Action, DeliveryOutcome, PersistToken, Replica};
+use rabia_core::time::Instant as CoreInstant;
+use rabia_core::{BatchId, NodeId, Operation};
+use rabia_network::Transport;
+use rabia_persistence::PersistenceError;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Most client requests taken from the queue in one loop iteration.
+const REQUEST_BURST: usize = 4096;
+/// Most inbound messages handled in one loop iteration.
+const MESSAGE_BURST: usize = 256;
+
+pub(crate) struct Driver<SM> {
+    pub(crate) me: NodeId,
+    pub(crate) config: RabiaConfig,
+    pub(crate) replica: Replica,
+    pub(crate) transport: Option<Box<dyn Transport>>,
+    pub(crate) origin: Instant,
+    pub(crate) batcher: Batcher,
+    pub(crate) requests: mpsc::Receiver<ClientRequest>,
+    pub(crate) operations: Option<mpsc::UnboundedReceiver<Operation>>,
+    pub(crate) persist: mpsc::Sender<PersistCommand>,
+    pub(crate) persist_task: JoinHandle<Result<(), PersistenceError>>,
+    pub(crate) durable: watch::Receiver<u64>,
+    pub(crate) apply: mpsc::Sender<ApplyCommand<SM>>,
+    pub(crate) waiters: WaiterRegistry,
+    pub(crate) apply_task: JoinHandle<Result<(), EngineError>>,
+    pub(crate) apply_progress: watch::Receiver<ApplyProgress>,
+    pub(crate) status: watch::Sender<EngineStatus>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) peers: BTreeMap<NodeId, Option<Instant>>,
+    pub(crate) created_at: HashMap<BatchId, Instant>,
+    pub(crate) submit_to_decide: Histogram,
+    pub(crate) batches_created: u64,
+    pub(crate) operations_batched: u64,
+    pub(crate) largest_batch: usize,
+    pub(crate) next_status: Instant,
+}
+
+impl<SM: Send + 'static> Driver<SM> {
+    fn now(&self) -> CoreInstant {
+        CoreInstant(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn to_tokio(&self, at: CoreInstant) -> Instant {
+        self.origin + Duration::from_nanos(at.as_nanos())
+    }
+
+    fn wall_clock_micros() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    /// Runs until shutdown or a fatal error.
+    pub(crate) async fn run(mut self) -> Result<(), EngineError> {
+        let result = self.event_loop().await;
+        let reason = match &result {
+            Ok(()) => "shut down".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.publish_status(Some(reason));
+        // Dropping the channels ends the helper tasks; waiting clients get
+        // `SubmitError::Stopped` as their reply senders drop.
+        drop(self.apply);
+        drop(self.persist);
+        self.persist_task.abort();
+        result
+    }
+
+    async fn event_loop(&mut self) -> Result<(), EngineError> {
+        loop {
+            self.drain_actions().await?;
+            let now = Instant::now();
+            if now >= self.next_status {
+                self.publish_status(None);
+                self.next_status = now + self.config.status_interval;
+            }
+            let deadline = self.next_deadline();
+            let accepting = self.accepting();
+            let has_operations = self.operations.is_some();
+            let transport = self.transport.as_mut();
+            tokio::select! {
+                biased;
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        return Ok(());
+                    }
+                }
+                ended = &mut self.persist_task => {
+                    return Err(match ended {
+                        Ok(Err(e)) => EngineError::Persistence(e),
+                        Ok(Ok(())) => EngineError::Internal("persistence task ended".into()),
+                        Err(e) => EngineError::Internal(format!("persistence task panicked: {e}")),
+                    });
+                }
+                ended = &mut self.apply_task => {
+                    return Err(match ended {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => EngineError::Internal("apply task ended".into()),
+                        Err(e) => EngineError::Internal(format!("apply task panicked: {e}")),
+                    });
+                }
+                changed = self.durable.changed() => {
+                    if changed.is_ok() {
+                        let token = *self.durable.borrow_and_update();
+                        let now = self.now();
+                        self.replica.handle_persisted(now, PersistToken(token));
+                    }
+                }
+                inbound = async {
+                    match transport {
+                        Some(t) => t.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some((from, envelope)) = inbound {
+                        self.on_message(from, envelope);
+                        self.drain_inbound_burst();
+                    }
+                }
+                request = self.requests.recv(), if accepting => {
+                    if let Some(request) = request {
+                        self.on_request(request);
+                        self.drain_request_burst();
+                        self.maybe_flush(false);
+                    }
+                }
+                operation = async {
+                    match self.operations.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if accepting && has_operations => {
+                    match operation {
+                        Some(operation) => {
+                            self.on_request(ClientRequest { operation, reply: None });
+                            self.maybe_flush(false);
+                        }
+                        None => self.operations = None,
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.on_timer();
+                }
+            }
+        }
+    }
+
+    /// Whether the engine takes new submissions (backpressure).
+    fn accepting(&self) -> bool {
+        self.replica.pending_len() < self.config.max_pending_batches.saturating_sub(1)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_status;
+        if let Some(at) = self.replica.poll_timeout() {
+            deadline = deadline.min(self.to_tokio(at));
+        }
+        if let Some(at) = self.batcher.deadline() {
+            deadline = deadline.min(at);
+        }
+        deadline
+    }
+
+    fn on_message(&mut self, from: NodeId, envelope: rabia_core::protocol::Envelope) {
+        if let Some(last) = self.peers.get_mut(&from) {
+            *last = Some(Instant::now());
+        }
+        let now = self.now();
+        self.replica.handle_message(now, from, envelope);
+    }
+
+    fn drain_inbound_burst(&mut self) {
+        for _ in 0..MESSAGE_BURST {
+            let Some((from, envelope)) = self.transport.as_mut().and_then(|t| t.try_recv()) else {
+                return;
+            };
+            self.on_message(from, envelope);
+        }
+    }
+
+    fn on_request(&mut self, request: ClientRequest) {
+        let ClientRequest { operation, reply } = request;
+        if !self.batcher.fits_alone(&operation) {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(SubmitError::Invalid {
+                    reason: format!(
+                        "operation of {} bytes exceeds max_batch_bytes = {}",
+                        operation.encoded_len(),
+                        self.config.max_batch_bytes
+                    ),
+                }));
+            }
+            return;
+        }
+        if self.batcher.would_overflow(&operation) {
+            self.flush();
+        }
+        self.batcher.push(Instant::now(), operation, reply);
+    }
+
+    fn drain_request_burst(&mut self) {
+        for _ in 0..REQUEST_BURST {
+            if !self.accepting() {
+                return;
+            }
+            match self.requests.try_recv() {
+                Ok(request) => self.on_request(request),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn maybe_flush(&mut self, timer: bool) {
+        let in_flight = self.replica.slot_in_flight();
+        if self.batcher.should_flush(Instant::now(), in_flight) || (timer && self.batcher.is_full())
+        {
+            self.flush();
+        }
+    }
+
+    /// Hands the accumulated operations to the replica as one batch.
+    fn flush(&mut self) {
+        if self.batcher.is_empty() {
+            return;
+        }
+        let size = self.batcher.len();
+        let (operations, waiters) = self.batcher.take();
+        let now = self.now();
+        match self
+            .replica
+            .submit(now, Self::wall_clock_micros(), operations)
+        {
+            Ok(batch) => {
+                self.batches_created += 1;
+                self.operations_batched += size as u64;
+                self.largest_batch = self.largest_batch.max(size);
+                if self.created_at.len() > 1_000_000 {
+                    self.created_at.clear();
+                }
+                self.created_at.insert(batch, Instant::now());
+                if waiters.iter().any(Option::is_some) {
+                    // Deliveries reach the apply task only after this, so the
+                    // waiters are registered before their batch can apply.
+                    if let Ok(mut registry) = self.waiters.lock() {
+                        registry.insert(batch, waiters);
+                    }
+                }
+            }
+            Err(refused) => {
+                let reason = refused.to_string();
+                let overloaded = matches!(refused, rabia_core::SubmitError::Overloaded { .. });
+                for (operation, waiter) in refused.into_operations().into_iter().zip(waiters) {
+                    if let Some(waiter) = waiter {
+                        let error = if overloaded {
+                            SubmitError::Overloaded { operation }
+                        } else {
+                            SubmitError::Invalid {
+                                reason: reason.clone(),
+                            }
+                        };
+                        let _ = waiter.send(Err(error));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = self.now();
+        if self.replica.poll_timeout().is_some_and(|at| at <= now) {
+            self.replica.handle_timeout(now);
+        }
+        self.maybe_flush(true);
+    }
+
+    /// Carries out every ready action. Persistence and apply sends wait for
+    /// channel space (bounded queues are the backpressure).
+    async fn drain_actions(&mut self) -> Result<(), EngineError> {
+        while let Some(action) = self.replica.poll_action() {
+            match action {
+                Action::Send { to, envelope } => {
+                    if let Some(t) = &self.transport {
+                        t.send(to, envelope);
+                    }
+                }
+                Action::Broadcast { envelope } => {
+                    if let Some(t) = &self.transport {
+                        t.broadcast(envelope);
+                    }
+                }
+                Action::Persist { token, record } => {
+                    self.persist
+                        .send(PersistCommand::Record {
+                            token: token.0,
+                            record,
+                        })
+                        .await
+                        .map_err(|_| EngineError::Internal("persistence task gone".into()))?;
+                }
+                Action::Deliver(delivery) => {
+                    let decided_at = Instant::now();
+                    if let DeliveryOutcome::Apply(batch) = &delivery.outcome {
+                        if let Some(created) = self.created_at.remove(&batch.id) {
+                            self.submit_to_decide.record(decided_at - created);
+                        }
+                    }
+                    self.apply
+                        .send(ApplyCommand::Deliver {
+                            delivery,
+                            decided_at,
+                        })
+                        .await
+                        .map_err(|_| EngineError::Internal("apply task gone".into()))?;
+                }
+                Action::NeedSnapshot { peer, slot } => {
+                    tracing::warn!(
+                        peer = %peer,
+                        slot = slot.0,
+                        "peers compacted past this replica's log; snapshot transfer is needed"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_status(&mut self, stopped: Option<String>) {
+        let progress = self.apply_progress.borrow().clone();
+        let now = Instant::now();
+        let timeout = self.config.election_timeout;
+        let peers = self
+            .peers
+            .iter()
+            .map(|(node, last)| {
+                let since = last.map(|t| now.saturating_duration_since(t));
+                PeerStatus {
+                    node: *node,
+                    last_heard: since,
+                    reachable: since.is_some_and(|s| s <= timeout),
+                }
+            })
+            .collect();
+        let status = EngineStatus {
+            node_id: Some(self.me),
+            running: stopped.is_none(),
+            next_slot: self.replica.next_slot(),
+            applied_slot: progress.next_slot,
+            protocol: self.replica.metrics(),
+            queued_operations: self.batcher.len() + self.requests.len(),
+            batches_created: self.batches_created,
+            mean_batch_size: if self.batches_created == 0 {
+                0.0
+            } else {
+                self.operations_batched as f64 / self.batches_created as f64
+            },
+            max_batch_size: self.largest_batch,
+            submit_to_decide: self.submit_to_decide.summary(),
+            decide_to_apply: progress.decide_to_apply,
+            last_snapshot: progress.last_snapshot,
+            peers,
+            transport: self
+                .transport
+                .as_ref()
+                .map(|t| t.stats())
+                .unwrap_or_default(),
+            stopped_reason: stopped,
+        };
+        self.status.send_replace(status);
+    }
+}

@@ -1,0 +1,286 @@
+//! `RabiaEngine`: wiring. Construction follows the developer guide; `run()`
+//! recovers from persistence, restores the state machine, spawns the
+//! persistence and apply tasks and runs the engine loop.
+
+use crate::apply::{Applier, ApplyCommand, ApplyProgress, SnapshotPolicy, WaiterRegistry};
+use crate::batcher::Batcher;
+use crate::driver::Driver;
+use crate::error::EngineError;
+use crate::handle::{ClientRequest, EngineHandle, LocalReader};
+use crate::persist;
+use crate::status::{EngineStatus, Histogram};
+use crate::RabiaConfig;
+use rabia_core::protocol::{DecidedFilter, RecoveredState, Replica};
+use rabia_core::smr::{SessionTable, StateMachine};
+use rabia_core::{ClusterConfig, NodeId, Operation, Slot};
+use rabia_network::Transport;
+use rabia_persistence::Persistence;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Capacity of the engine → apply and engine → persistence queues.
+const TASK_QUEUE: usize = 65_536;
+
+/// One replica of a Rabia cluster: the protocol, its persistence, its state
+/// machine and its clients, driven by tokio.
+///
+/// ```no_run
+/// # use rabia_core::smr::{StateMachine, Operation, OperationResult};
+/// # struct CounterSMR; impl CounterSMR { fn new() -> Self { CounterSMR } }
+/// # #[async_trait::async_trait] impl StateMachine for CounterSMR {
+/// #   async fn apply_operation(&mut self, _: &Operation) -> OperationResult { Ok(vec![]) }
+/// #   async fn snapshot(&self) -> OperationResult { Ok(vec![]) }
+/// #   async fn restore_from_snapshot(&mut self, _: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> { Ok(()) }
+/// # }
+/// use rabia_core::{ClusterConfig, NodeId};
+/// use rabia_engine::{RabiaConfig, RabiaEngine};
+/// use rabia_network::InMemoryNetwork;
+/// use rabia_persistence::InMemoryPersistence;
+/// use tokio::sync::mpsc;
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let nodes: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+/// let network = InMemoryNetwork::new(65_536);
+/// let mut handles = Vec::new();
+/// for node in &nodes {
+///     let cluster_config = ClusterConfig::new(*node, nodes.iter().copied().collect());
+///     let (_operation_tx, operation_rx) = mpsc::unbounded_channel();
+///     let engine = RabiaEngine::new(
+///         cluster_config.node_id,
+///         RabiaConfig::default(),
+///         cluster_config,
+///         CounterSMR::new(),
+///         InMemoryPersistence::new(),
+///         operation_rx,
+///     )
+///     .with_transport(network.endpoint(*node)); // the one addition to the guide
+///     handles.push(engine.handle());
+///     tokio::spawn(engine.run());
+/// }
+/// let result = handles[0].submit(rabia_core::Operation::new(b"op".to_vec())).await?;
+/// # Ok(()) }
+/// ```
+pub struct RabiaEngine<SM> {
+    node_id: NodeId,
+    config: RabiaConfig,
+    cluster: ClusterConfig,
+    state_machine: SM,
+    persistence: Box<dyn Persistence>,
+    transport: Option<Box<dyn Transport>>,
+    operations: mpsc::UnboundedReceiver<Operation>,
+    requests_tx: mpsc::Sender<ClientRequest>,
+    requests_rx: mpsc::Receiver<ClientRequest>,
+    apply_tx: mpsc::Sender<ApplyCommand<SM>>,
+    apply_rx: mpsc::Receiver<ApplyCommand<SM>>,
+    status_tx: watch::Sender<EngineStatus>,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl<SM> std::fmt::Debug for RabiaEngine<SM> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabiaEngine")
+            .field("node_id", &self.node_id)
+            .field("nodes", &self.cluster.nodes.len())
+            .finish()
+    }
+}
+
+impl<SM: StateMachine + 'static> RabiaEngine<SM> {
+    /// An engine for `node_id` (as the developer guide writes it).
+    /// `operation_rx` receives fire-and-forget operations; use
+    /// [`RabiaEngine::handle`] to submit and get results. A cluster of more
+    /// than one node also needs [`RabiaEngine::with_transport`]. Nothing is
+    /// validated until [`RabiaEngine::run`].
+    pub fn new(
+        node_id: NodeId,
+        config: RabiaConfig,
+        cluster_config: ClusterConfig,
+        state_machine: SM,
+        persistence: impl Persistence,
+        operation_rx: mpsc::UnboundedReceiver<Operation>,
+    ) -> Self {
+        let (requests_tx, requests_rx) = mpsc::channel(config.max_queued_operations.max(1));
+        let (apply_tx, apply_rx) = mpsc::channel(TASK_QUEUE);
+        let (status_tx, _) = watch::channel(EngineStatus {
+            node_id: Some(node_id),
+            ..EngineStatus::default()
+        });
+        let (shutdown_tx, _) = watch::channel(false);
+        RabiaEngine {
+            node_id,
+            config,
+            cluster: cluster_config,
+            state_machine,
+            persistence: Box::new(persistence),
+            transport: None,
+            operations: operation_rx,
+            requests_tx,
+            requests_rx,
+            apply_tx,
+            apply_rx,
+            status_tx,
+            shutdown_tx: Arc::new(shutdown_tx),
+        }
+    }
+
+    /// Connects the engine to its peers.
+    pub fn with_transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// A handle for clients: submit operations, read status, shut down.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            requests: self.requests_tx.clone(),
+            status: self.status_tx.subscribe(),
+            shutdown: self.shutdown_tx.clone(),
+        }
+    }
+
+    /// A relaxed local reader of this replica's state machine.
+    pub fn local_reader(&self) -> LocalReader<SM> {
+        LocalReader {
+            apply: self.apply_tx.clone(),
+        }
+    }
+
+    /// Runs the replica until shutdown (`Ok`) or a fatal error.
+    pub async fn run(self) -> Result<(), EngineError> {
+        let span = tracing::info_span!("rabia_engine", node = %self.node_id);
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(mut self) -> Result<(), EngineError> {
+        self.config.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.node_id != self.node_id {
+            return Err(EngineError::NodeMismatch {
+                engine: self.node_id,
+                cluster: self.cluster.node_id,
+            });
+        }
+        if self.cluster.nodes.len() > 1 && self.transport.is_none() {
+            return Err(EngineError::NoTransport {
+                nodes: self.cluster.nodes.len(),
+            });
+        }
+        let recovered = self.persistence.recover().await?;
+        let mut sessions = SessionTable::new(self.config.session_window, self.config.max_sessions);
+        let replica_config = self.config.replica_config();
+        let mut filter = DecidedFilter::new(
+            replica_config.filter_sparse_max,
+            replica_config.filter_incarnations_max,
+        );
+        let mut base_slot = Slot::ZERO;
+        if let Some(snapshot) = &recovered.snapshot {
+            self.state_machine
+                .restore_from_snapshot(&snapshot.state)
+                .await
+                .map_err(|e| EngineError::Restore {
+                    slot: snapshot.base_slot.0,
+                    message: e.to_string(),
+                })?;
+            sessions = snapshot.sessions.clone();
+            filter = snapshot.filter.clone();
+            base_slot = snapshot.base_slot;
+        }
+        tracing::info!(
+            incarnation = recovered.incarnation,
+            base_slot = base_slot.0,
+            records = recovered.records.len(),
+            "engine starting"
+        );
+        let origin = Instant::now();
+        let rng_seed = recovered.incarnation ^ self.node_id.as_u64().rotate_left(17);
+        let replica = Replica::new(
+            replica_config,
+            self.cluster.clone(),
+            RecoveredState {
+                incarnation: recovered.incarnation,
+                base_slot,
+                filter: Some(filter.clone()),
+                records: recovered.records,
+            },
+            rabia_core::time::Instant::ZERO,
+            rng_seed,
+        )?;
+
+        let (persist_tx, persist_rx) = mpsc::channel(TASK_QUEUE);
+        let (durable_tx, durable_rx) = watch::channel(0u64);
+        let persist_task =
+            tokio::spawn(persist::run(self.persistence, persist_rx, durable_tx).in_current_span());
+
+        let waiters: WaiterRegistry = Arc::new(Mutex::new(HashMap::new()));
+        let (progress_tx, progress_rx) = watch::channel(ApplyProgress {
+            next_slot: base_slot,
+            last_snapshot: recovered.snapshot.as_ref().map(|s| s.base_slot),
+            ..ApplyProgress::default()
+        });
+        let applier = Applier {
+            state_machine: self.state_machine,
+            sessions,
+            filter,
+            next_slot: base_slot,
+            waiters: waiters.clone(),
+            policy: SnapshotPolicy {
+                interval: self.config.snapshot_interval,
+                max_log_bytes: self.config.max_log_size,
+                epoch: self.cluster.epoch,
+            },
+            persist: persist_tx.clone(),
+            progress: progress_tx,
+            latency: Histogram::default(),
+            bytes_since_snapshot: 0,
+            last_snapshot_at: Instant::now(),
+            applied_since_snapshot: false,
+        };
+        let apply_task = tokio::spawn(applier.run(self.apply_rx).in_current_span());
+
+        let peers = self
+            .cluster
+            .peers()
+            .map(|p| (p, None))
+            .collect::<BTreeMap<_, _>>();
+        let driver = Driver {
+            me: self.node_id,
+            batcher: Batcher::new(
+                self.config.max_batch_size,
+                self.config.max_batch_bytes,
+                self.config.batch_timeout,
+            ),
+            config: self.config,
+            replica,
+            transport: self.transport,
+            origin,
+            requests: self.requests_rx,
+            operations: Some(self.operations),
+            persist: persist_tx,
+            persist_task,
+            durable: durable_rx,
+            apply: self.apply_tx,
+            waiters,
+            apply_task,
+            apply_progress: progress_rx,
+            status: self.status_tx,
+            shutdown: self.shutdown_tx.subscribe(),
+            peers,
+            created_at: HashMap::new(),
+            submit_to_decide: Histogram::default(),
+            batches_created: 0,
+            operations_batched: 0,
+            largest_batch: 0,
+            next_status: origin,
+        };
+        let result = driver.run().await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "engine stopped");
+        } else {
+            tracing::info!("engine shut down");
+        }
+        result
+    }
+}

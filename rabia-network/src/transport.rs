@@ -1,0 +1,49 @@
+//! The transport contract.
+
+use async_trait::async_trait;
+use rabia_core::protocol::Envelope;
+use rabia_core::NodeId;
+
+/// Counters of one endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages handed to the network.
+    pub sent: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Messages dropped because the receiver's inbox was full.
+    pub dropped_full: u64,
+    /// Messages dropped by a link filter or because the peer is unknown or gone.
+    pub dropped_unreachable: u64,
+}
+
+/// Moves protocol messages between replicas.
+///
+/// # Contract
+///
+/// * `send` never blocks and never fails loudly: delivery is best effort,
+///   each message at most once per send (the protocol tolerates loss,
+///   duplication and reordering and retransmits what matters).
+/// * `recv` yields `(sender, envelope)` where `sender` is the authenticated
+///   peer (for TCP: the identity established by the handshake), and `None`
+///   only when the transport is closed for good.
+#[async_trait]
+pub trait Transport: Send + 'static {
+    /// Sends to one peer.
+    fn send(&self, to: NodeId, envelope: Envelope);
+
+    /// Sends to every peer except this node.
+    fn broadcast(&self, envelope: Envelope);
+
+    /// The next inbound message.
+    async fn recv(&mut self) -> Option<(NodeId, Envelope)>;
+
+    /// An inbound message if one is ready now (lets the engine handle a burst
+    /// of messages per wake-up). The default never has one.
+    fn try_recv(&mut self) -> Option<(NodeId, Envelope)> {
+        None
+    }
+
+    /// Counters.
+    fn stats(&self) -> TransportStats;
+}
