@@ -80,9 +80,20 @@ impl<SM: Send + 'static> Driver<SM> {
         self.publish_status(Some(reason));
         // Dropping the channels ends the helper tasks; waiting clients get
         // `SubmitError::Stopped` as their reply senders drop.
-        drop(self.apply);
-        drop(self.persist);
+        self.apply_task.abort();
         self.persist_task.abort();
+        // Every client still waiting learns that the engine stopped.
+        if let Ok(mut registry) = self.waiters.lock() {
+            for (_, waiters) in registry.drain() {
+                for waiter in waiters.into_iter().flatten() {
+                    let _ = waiter.send(Err(SubmitError::Stopped));
+                }
+            }
+        }
+        let (_, waiters) = self.batcher.take();
+        for waiter in waiters.into_iter().flatten() {
+            let _ = waiter.send(Err(SubmitError::Stopped));
+        }
         result
     }
 
