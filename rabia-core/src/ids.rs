@@ -83,9 +83,10 @@ impl Slot {
     /// The first slot of a fresh log.
     pub const ZERO: Slot = Slot(0);
 
-    /// The slot after this one.
+    /// The slot after this one (saturating: slot numbers from peers are
+    /// untrusted input).
     pub const fn next(self) -> Slot {
-        Slot(self.0 + 1)
+        Slot(self.0.saturating_add(1))
     }
 
     /// The raw slot number.
@@ -113,9 +114,9 @@ impl Phase {
     /// The first binary phase.
     pub const FIRST: Phase = Phase(1);
 
-    /// The phase after this one.
+    /// The phase after this one (saturating).
     pub const fn next(self) -> Phase {
-        Phase(self.0 + 1)
+        Phase(self.0.saturating_add(1))
     }
 }
 

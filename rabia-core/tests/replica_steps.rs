@@ -361,20 +361,22 @@ fn invalid_input_is_dropped_and_counted() {
 fn overload_hands_the_operations_back() {
     let cluster = ClusterConfig::try_new(NodeId::from_u64(1), ids(3)).unwrap();
     let config = ReplicaConfig {
-        pending_batches_max: 2,
+        pending_batches_max: 4,
         batch_operations_max: 2,
         ..ReplicaConfig::default()
     };
     let mut r = Replica::new(config, cluster, RecoveredState::fresh(0), Instant::ZERO, 1).unwrap();
+    // A quarter of the queue is reserved for peers' batches.
     r.submit(Instant::ZERO, 1, op("a")).unwrap();
     r.submit(Instant::ZERO, 2, op("b")).unwrap();
-    match r.submit(Instant::ZERO, 3, op("c")) {
+    r.submit(Instant::ZERO, 3, op("c")).unwrap();
+    match r.submit(Instant::ZERO, 4, op("d")) {
         Err(SubmitError::Overloaded {
             operations,
             capacity,
         }) => {
-            assert_eq!(capacity, 2);
-            assert_eq!(operations, op("c"));
+            assert_eq!(capacity, 3);
+            assert_eq!(operations, op("d"));
         }
         other => panic!("expected overload, got {other:?}"),
     }

@@ -102,6 +102,26 @@ fn seed_sweep() {
     }
 }
 
+/// Queues so small that clients are refused and peers' batches compete for
+/// the reserved space: the eviction policy must keep the cluster live.
+#[test]
+fn tiny_pending_queues_stay_live() {
+    for seed in 1..25u64 {
+        for nodes in [3, 5] {
+            let mut config = SimConfig::new(seed, nodes);
+            config.replica.pending_batches_max = 4;
+            config.clients = 12;
+            config.operations_per_client = 8;
+            let report = run(config);
+            assert!(
+                report.passed(),
+                "seed {seed} nodes {nodes}: {}",
+                report.violation.map(|v| v.to_string()).unwrap_or_default()
+            );
+        }
+    }
+}
+
 #[test]
 fn one_seed_replays_identically() {
     for nodes in [3, 5] {

@@ -25,6 +25,9 @@ pub struct ReplicaConfig {
     pub decided_retention: u64,
     /// Maximum decided values in one catch-up reply.
     pub catch_up_batch_max: usize,
+    /// Maximum encoded bytes of one catch-up reply (at least one value is
+    /// always sent). Must leave room within the transport's frame limit.
+    pub catch_up_bytes_max: usize,
     /// Re-send this replica's messages for a slot that made no progress for
     /// this long (recovers from message loss and peer restarts).
     pub retransmit_interval: Duration,
@@ -49,6 +52,7 @@ impl Default for ReplicaConfig {
             phase_window: 32,
             decided_retention: 100_000,
             catch_up_batch_max: 256,
+            catch_up_bytes_max: 8 << 20,
             retransmit_interval: Duration::from_millis(200),
             heartbeat_interval: Duration::from_millis(100),
             filter_sparse_max: 4096,
@@ -79,6 +83,14 @@ impl ReplicaConfig {
         positive("phase_window", u64::from(self.phase_window))?;
         positive("decided_retention", self.decided_retention)?;
         positive("catch_up_batch_max", self.catch_up_batch_max as u64)?;
+        positive("catch_up_bytes_max", self.catch_up_bytes_max as u64)?;
+        let frame = crate::protocol::wire::DEFAULT_FRAME_BYTES_MAX;
+        if self.batch_bytes_max.saturating_add(4096) > frame / 2 {
+            return Err(ConfigError::InvalidSetting {
+                field: "batch_bytes_max",
+                reason: format!("a batch must fit in half a frame ({} bytes)", frame / 2),
+            });
+        }
         positive("filter_sparse_max", self.filter_sparse_max as u64)?;
         positive(
             "filter_incarnations_max",

@@ -78,6 +78,8 @@ pub enum Message {
     ProposalRequest {
         /// The slot.
         slot: Slot,
+        /// The majority batch's id, when the requester knows it.
+        candidate: Option<BatchId>,
     },
     /// The majority batch of `slot`.
     ProposalReply {
@@ -116,7 +118,7 @@ impl Message {
             | Message::State { slot, .. }
             | Message::Vote { slot, .. }
             | Message::Decision { slot, .. }
-            | Message::ProposalRequest { slot }
+            | Message::ProposalRequest { slot, .. }
             | Message::ProposalReply { slot, .. } => Some(*slot),
             Message::Forward { .. }
             | Message::CatchUpRequest { .. }

@@ -52,6 +52,8 @@ pub struct ReplicaMetrics {
     pub catch_up_requests: u64,
     /// Value fetches (decided 1 without holding the majority batch).
     pub value_fetches: u64,
+    /// Peers' batches evicted from a full pending queue for older ones.
+    pub pending_evictions: u64,
     /// Batches currently pending.
     pub pending_batches: u64,
     /// Dropped inbound messages, by reason.

@@ -51,6 +51,38 @@ impl PendingQueue {
         Inserted::Added
     }
 
+    /// Like [`insert`](Self::insert), but when the queue is full makes room by
+    /// evicting the youngest batch that `protected` does not cover, provided
+    /// it is younger than `batch`. Keeping the oldest batches is what lets
+    /// every replica converge on the same head. Returns the outcome and the
+    /// evicted batch, if any.
+    pub fn insert_evicting(
+        &mut self,
+        batch: Arc<Batch>,
+        protected: impl Fn(&Batch) -> bool,
+    ) -> (Inserted, Option<Arc<Batch>>) {
+        match self.insert(batch.clone()) {
+            Inserted::Full => {}
+            other => return (other, None),
+        }
+        let key = batch.ordering_key();
+        let victim = self
+            .by_key
+            .iter()
+            .rev()
+            .find(|(_, b)| !protected(b))
+            .map(|(k, _)| *k)
+            .filter(|victim| *victim > key);
+        match victim {
+            Some(victim) => {
+                let evicted = self.by_key.remove(&victim);
+                self.by_key.insert(key, batch);
+                (Inserted::Added, evicted)
+            }
+            None => (Inserted::Full, None),
+        }
+    }
+
     /// Removes the batch with this key, returning it.
     pub fn remove(&mut self, key: &OrderingKey) -> Option<Arc<Batch>> {
         self.by_key.remove(key)
@@ -162,6 +194,24 @@ mod tests {
                 prop_assert_eq!(queue.head().map(|b| b.ordering_key()), model.first().copied());
             }
         }
+    }
+
+    #[test]
+    fn full_queue_evicts_the_youngest_unprotected_batch_for_an_older_one() {
+        let mut queue = PendingQueue::new(3);
+        queue.insert(batch(10, 1, 0)); // protected (local)
+        queue.insert(batch(20, 2, 0));
+        queue.insert(batch(30, 2, 1));
+        let local = |b: &Batch| b.id.origin == NodeId::from_u64(1);
+        // Younger than everything evictable: refused.
+        let (outcome, evicted) = queue.insert_evicting(batch(40, 3, 0), local);
+        assert_eq!((outcome, evicted.is_none()), (Inserted::Full, true));
+        // Older: the youngest unprotected batch (ts 30) makes room.
+        let (outcome, evicted) = queue.insert_evicting(batch(5, 3, 1), local);
+        assert_eq!(outcome, Inserted::Added);
+        assert_eq!(evicted.map(|b| b.timestamp), Some(30));
+        let order: Vec<u64> = queue.iter().map(|b| b.timestamp).collect();
+        assert_eq!(order, vec![5, 10, 20]);
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Replica {
     peer_next: BTreeMap<NodeId, Slot>,
     /// Last decision reply per peer, to rate-limit answers to laggards.
     decision_replies: BTreeMap<NodeId, (Slot, Instant)>,
+    /// Last request served per peer (proposal fetch, catch-up), to throttle.
+    served: BTreeMap<NodeId, (Served, Instant)>,
     metrics: ReplicaMetrics,
 }
 
@@ -140,6 +142,7 @@ impl Replica {
             catch_up_not_before: now,
             peer_next: BTreeMap::new(),
             decision_replies: BTreeMap::new(),
+            served: BTreeMap::new(),
             metrics: ReplicaMetrics::default(),
         };
         replica.restore(recovered.records, now);
@@ -250,13 +253,17 @@ impl Replica {
             );
             return Err(SubmitError::InvalidBatch { operations, reason });
         }
-        if self.pending.is_full() {
+        // A quarter of the queue is kept for peers' batches, so a replica
+        // flooded by its own clients can still adopt the cluster's oldest
+        // batch and agree with the others on the head.
+        let local_capacity = self.pending.capacity() - self.pending.capacity() / 4;
+        if self.pending.len() >= local_capacity {
             return Err(SubmitError::Overloaded {
                 operations,
-                capacity: self.pending.capacity(),
+                capacity: local_capacity,
             });
         }
-        self.hlc = (self.hlc + 1).max(wall_clock_micros);
+        self.hlc = self.hlc.saturating_add(1).max(wall_clock_micros);
         let id = BatchId {
             origin: self.me,
             incarnation: self.incarnation,
@@ -316,9 +323,15 @@ impl Replica {
                 candidate,
             } => self.on_round_message(now, from, slot, phase, RoundMsg::Vote(vote, candidate)),
             Message::Decision { slot, value } => self.on_decision(now, from, slot, value),
-            Message::ProposalRequest { slot } => self.on_proposal_request(now, from, slot),
+            Message::ProposalRequest { slot, candidate } => {
+                self.on_proposal_request(now, from, slot, candidate)
+            }
             Message::ProposalReply { slot, batch } => self.on_proposal_reply(now, slot, batch),
-            Message::CatchUpRequest { from: first } => self.on_catch_up_request(from, first),
+            Message::CatchUpRequest { from: first } => {
+                if !self.recently_served(from, Served::CatchUp(first), now) {
+                    self.on_catch_up_request(from, first);
+                }
+            }
             Message::CatchUpReply {
                 decisions,
                 responder_next,
@@ -409,7 +422,10 @@ impl Replica {
         self.log.get(&slot).map(|(value, _)| value)
     }
 
-    /// The decided-batch filter as of `next_slot` (goes into snapshots).
+    /// The decided-batch filter as of `next_slot`: the batches decided in
+    /// every slot below it. **Not** the filter of the applied state when
+    /// deliveries lag decisions: a snapshot must carry the filter of the
+    /// slots it covers (the engine keeps its own, updated at apply time).
     pub fn filter(&self) -> &DecidedFilter {
         &self.filter
     }
@@ -481,8 +497,20 @@ impl Replica {
             return;
         }
         self.hlc = self.hlc.max(batch.timestamp);
-        match self.pending.insert(batch) {
-            Inserted::Added => self.maybe_start_slot(now),
+        let me = self.me;
+        let proposal = self.current_proposal_id();
+        let (outcome, evicted) = self
+            .pending
+            .insert_evicting(batch, |b| b.id.origin == me || Some(b.id) == proposal);
+        if evicted.is_some() {
+            self.metrics.pending_evictions += 1;
+        }
+        match outcome {
+            Inserted::Added => {
+                self.maybe_start_slot(now);
+                // A slot that decided 1 may have been waiting for this payload.
+                self.try_resolve_value(now);
+            }
             Inserted::AlreadyPending => {}
             Inserted::Full => self.metrics.dropped.queue_full += 1,
         }
@@ -563,16 +591,29 @@ impl Replica {
         }
     }
 
-    fn on_proposal_request(&mut self, now: Instant, from: NodeId, slot: Slot) {
+    fn on_proposal_request(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        slot: Slot,
+        wanted: Option<BatchId>,
+    ) {
         if slot < self.next_slot {
             self.reply_decision(now, from, slot);
+            return;
+        }
+        if self.recently_served(from, Served::Proposal(slot), now) {
             return;
         }
         let majority = self.thresholds.majority;
         let Some(inst) = self.slots.get(&slot) else {
             return;
         };
-        let known = inst.candidate.or_else(|| inst.majority_proposal(majority));
+        // The requester may know the id (from a State/Vote tag) without this
+        // replica having learned that it is the candidate.
+        let known = wanted
+            .or(inst.candidate)
+            .or_else(|| inst.majority_proposal(majority));
         if let Some(id) = known {
             if let Some(batch) = inst
                 .proposed_batch(id)
@@ -585,6 +626,19 @@ impl Replica {
                 });
             }
         }
+    }
+
+    /// Whether an identical request from `peer` was answered within half a
+    /// retransmit interval (answers are throttled per peer).
+    fn recently_served(&mut self, peer: NodeId, what: Served, now: Instant) -> bool {
+        let grace = self.config.retransmit_interval / 2;
+        if let Some((last, at)) = self.served.get(&peer) {
+            if *last == what && now.saturating_duration_since(*at) < grace {
+                return true;
+            }
+        }
+        self.served.insert(peer, (what, now));
+        false
     }
 
     fn on_proposal_reply(&mut self, now: Instant, slot: Slot, batch: Arc<Batch>) {
@@ -615,12 +669,21 @@ impl Replica {
             self.emit_gated(Action::Send { to: from, envelope });
             return;
         }
-        let decisions: Vec<(Slot, SlotValue)> = self
-            .log
-            .range(first..)
-            .take(self.config.catch_up_batch_max)
-            .map(|(s, (v, _))| (*s, v.clone()))
-            .collect();
+        // Bounded by count and by bytes (a reply must fit in one frame), and
+        // always at least one value so a laggard makes progress.
+        let mut decisions: Vec<(Slot, SlotValue)> = Vec::new();
+        let mut bytes = 0usize;
+        for (slot, (value, _)) in self.log.range(first..).take(self.config.catch_up_batch_max) {
+            let size = match value {
+                SlotValue::Null => 16,
+                SlotValue::Batch(batch) => batch.encoded_len() + 16,
+            };
+            if !decisions.is_empty() && bytes + size > self.config.catch_up_bytes_max {
+                break;
+            }
+            bytes += size;
+            decisions.push((*slot, value.clone()));
+        }
         if decisions.is_empty() {
             return;
         }
@@ -791,8 +854,9 @@ impl Replica {
                     }
                     if !self.try_resolve_value(now) {
                         self.metrics.value_fetches += 1;
+                        let candidate = self.slots.get(&slot).and_then(|i| i.candidate);
                         self.emit_now(Action::Broadcast {
-                            envelope: self.envelope(Message::ProposalRequest { slot }),
+                            envelope: self.envelope(Message::ProposalRequest { slot, candidate }),
                         });
                         return;
                     }
@@ -988,6 +1052,7 @@ impl Replica {
             .map(|(_, m)| m.clone())
             .collect();
         let awaiting = matches!(inst.stage, Stage::AwaitingValue(_));
+        let candidate = inst.candidate;
         if messages.is_empty() && !awaiting {
             return;
         }
@@ -999,7 +1064,7 @@ impl Replica {
         }
         if awaiting {
             self.emit_now(Action::Broadcast {
-                envelope: self.envelope(Message::ProposalRequest { slot }),
+                envelope: self.envelope(Message::ProposalRequest { slot, candidate }),
             });
         }
     }
@@ -1129,6 +1194,12 @@ enum DecisionSource {
     Adopted,
     /// Replayed from durable storage at start-up.
     Recovered,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    Proposal(Slot),
+    CatchUp(Slot),
 }
 
 enum RoundMsg {

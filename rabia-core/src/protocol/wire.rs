@@ -97,7 +97,10 @@ mod tests {
                 slot: Slot(4),
                 value: SlotValue::Null,
             },
-            Message::ProposalRequest { slot: Slot(3) },
+            Message::ProposalRequest {
+                slot: Slot(3),
+                candidate: None,
+            },
             Message::ProposalReply {
                 slot: Slot(3),
                 batch,
