@@ -27,6 +27,26 @@ const REQUEST_BURST: usize = 4096;
 /// Most inbound messages handled in one loop iteration.
 const MESSAGE_BURST: usize = 256;
 
+enum PersistEvent {
+    TaskEnded(Result<Result<(), PersistenceError>, tokio::task::JoinError>),
+    Snapshot(Option<PersistCommand>),
+}
+
+/// Where protocol records go.
+pub(crate) enum Persistor {
+    /// Durable storage behind the group-commit task.
+    Task {
+        commands: mpsc::Sender<PersistCommand>,
+        task: JoinHandle<Result<(), PersistenceError>>,
+    },
+    /// Volatile storage, called inline; snapshots from the apply task arrive
+    /// on `snapshots`.
+    Inline {
+        storage: Box<dyn rabia_persistence::Persistence>,
+        snapshots: mpsc::Receiver<PersistCommand>,
+    },
+}
+
 pub(crate) struct Driver<SM> {
     pub(crate) me: NodeId,
     pub(crate) config: RabiaConfig,
@@ -36,9 +56,11 @@ pub(crate) struct Driver<SM> {
     pub(crate) batcher: Batcher,
     pub(crate) requests: mpsc::Receiver<ClientRequest>,
     pub(crate) operations: Option<mpsc::UnboundedReceiver<Operation>>,
-    pub(crate) persist: mpsc::Sender<PersistCommand>,
-    pub(crate) persist_task: JoinHandle<Result<(), PersistenceError>>,
+    pub(crate) persist: Persistor,
     pub(crate) durable: watch::Receiver<u64>,
+    /// Keeps the durability channel open in inline mode (a closed channel
+    /// would make `changed()` return at once, forever).
+    pub(crate) _durable_keepalive: watch::Sender<u64>,
     pub(crate) apply: mpsc::Sender<ApplyCommand<SM>>,
     pub(crate) waiters: WaiterRegistry,
     pub(crate) apply_task: JoinHandle<Result<(), EngineError>>,
@@ -81,7 +103,9 @@ impl<SM: Send + 'static> Driver<SM> {
         // Dropping the channels ends the helper tasks; waiting clients get
         // `SubmitError::Stopped` as their reply senders drop.
         self.apply_task.abort();
-        self.persist_task.abort();
+        if let Persistor::Task { task, .. } = &self.persist {
+            task.abort();
+        }
         // Every client still waiting learns that the engine stopped.
         if let Ok(mut registry) = self.waiters.lock() {
             for (_, waiters) in registry.drain() {
@@ -116,19 +140,29 @@ impl<SM: Send + 'static> Driver<SM> {
                         return Ok(());
                     }
                 }
-                ended = &mut self.persist_task => {
-                    return Err(match ended {
-                        Ok(Err(e)) => EngineError::Persistence(e),
-                        Ok(Ok(())) => EngineError::Internal("persistence task ended".into()),
-                        Err(e) => EngineError::Internal(format!("persistence task panicked: {e}")),
-                    });
-                }
-                ended = &mut self.apply_task => {
-                    return Err(match ended {
-                        Ok(Err(e)) => e,
-                        Ok(Ok(())) => EngineError::Internal("apply task ended".into()),
-                        Err(e) => EngineError::Internal(format!("apply task panicked: {e}")),
-                    });
+                event = async {
+                    match &mut self.persist {
+                        Persistor::Task { task, .. } => PersistEvent::TaskEnded(task.await),
+                        Persistor::Inline { snapshots, .. } => PersistEvent::Snapshot(snapshots.recv().await),
+                    }
+                } => {
+                    match event {
+                        PersistEvent::TaskEnded(ended) => {
+                            return Err(match ended {
+                                Ok(Err(e)) => EngineError::Persistence(e),
+                                Ok(Ok(())) => EngineError::Internal("persistence task ended".into()),
+                                Err(e) => EngineError::Internal(format!("persistence task panicked: {e}")),
+                            });
+                        }
+                        PersistEvent::Snapshot(command) => {
+                            if let (Some(PersistCommand::Snapshot(snapshot)), Persistor::Inline { storage, .. }) =
+                                (command, &mut self.persist)
+                            {
+                                storage.save_snapshot(&snapshot).await?;
+                                storage.truncate_before(snapshot.base_slot).await?;
+                            }
+                        }
+                    }
                 }
                 changed = self.durable.changed() => {
                     if changed.is_ok() {
@@ -305,8 +339,30 @@ impl<SM: Send + 'static> Driver<SM> {
     }
 
     /// Carries out every ready action. Persistence and apply sends wait for
-    /// channel space (bounded queues are the backpressure).
+    /// channel space (bounded queues are the backpressure). With volatile
+    /// storage the records are appended inline, once per drain.
     async fn drain_actions(&mut self) -> Result<(), EngineError> {
+        loop {
+            let mut inline_records = Vec::new();
+            let mut inline_token = None;
+            self.drain_ready(&mut inline_records, &mut inline_token)
+                .await?;
+            let Some(token) = inline_token else {
+                return Ok(());
+            };
+            if let Persistor::Inline { storage, .. } = &mut self.persist {
+                storage.append(&inline_records).await?;
+            }
+            let now = self.now();
+            self.replica.handle_persisted(now, PersistToken(token));
+        }
+    }
+
+    async fn drain_ready(
+        &mut self,
+        inline_records: &mut Vec<rabia_core::protocol::PersistRecord>,
+        inline_token: &mut Option<u64>,
+    ) -> Result<(), EngineError> {
         while let Some(action) = self.replica.poll_action() {
             match action {
                 Action::Send { to, envelope } => {
@@ -319,15 +375,21 @@ impl<SM: Send + 'static> Driver<SM> {
                         t.broadcast(envelope);
                     }
                 }
-                Action::Persist { token, record } => {
-                    self.persist
-                        .send(PersistCommand::Record {
-                            token: token.0,
-                            record,
-                        })
-                        .await
-                        .map_err(|_| EngineError::Internal("persistence task gone".into()))?;
-                }
+                Action::Persist { token, record } => match &self.persist {
+                    Persistor::Task { commands, .. } => {
+                        commands
+                            .send(PersistCommand::Record {
+                                token: token.0,
+                                record,
+                            })
+                            .await
+                            .map_err(|_| EngineError::Internal("persistence task gone".into()))?;
+                    }
+                    Persistor::Inline { .. } => {
+                        inline_records.push(record);
+                        *inline_token = Some(token.0);
+                    }
+                },
                 Action::Deliver(delivery) => {
                     let decided_at = Instant::now();
                     if let DeliveryOutcome::Apply(batch) = &delivery.outcome {

@@ -4,7 +4,7 @@
 
 use crate::apply::{Applier, ApplyCommand, ApplyProgress, SnapshotPolicy, WaiterRegistry};
 use crate::batcher::Batcher;
-use crate::driver::Driver;
+use crate::driver::{Driver, Persistor};
 use crate::error::EngineError;
 use crate::handle::{ClientRequest, EngineHandle, LocalReader};
 use crate::persist;
@@ -211,8 +211,22 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
 
         let (persist_tx, persist_rx) = mpsc::channel(TASK_QUEUE);
         let (durable_tx, durable_rx) = watch::channel(0u64);
-        let persist_task =
-            tokio::spawn(persist::run(self.persistence, persist_rx, durable_tx).in_current_span());
+        let persistor = if self.persistence.is_volatile() {
+            // Nothing to wait for: append inline and skip two task hops per
+            // record.
+            Persistor::Inline {
+                storage: self.persistence,
+                snapshots: persist_rx,
+            }
+        } else {
+            Persistor::Task {
+                commands: persist_tx.clone(),
+                task: tokio::spawn(
+                    persist::run(self.persistence, persist_rx, durable_tx.clone())
+                        .in_current_span(),
+                ),
+            }
+        };
 
         let waiters: WaiterRegistry = Arc::new(Mutex::new(HashMap::new()));
         let (progress_tx, progress_rx) = watch::channel(ApplyProgress {
@@ -258,8 +272,8 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             origin,
             requests: self.requests_rx,
             operations: Some(self.operations),
-            persist: persist_tx,
-            persist_task,
+            persist: persistor,
+            _durable_keepalive: durable_tx,
             durable: durable_rx,
             apply: self.apply_tx,
             waiters,

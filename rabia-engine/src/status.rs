@@ -56,6 +56,15 @@ impl Histogram {
         self.max_nanos = self.max_nanos.max(nanos);
     }
 
+    /// Adds every sample of `other` to this histogram.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+        self.max_nanos = self.max_nanos.max(other.max_nanos);
+    }
+
     /// The value at quantile `q` (0..=1), as a bucket's lower bound.
     pub fn quantile(&self, q: f64) -> Duration {
         if self.count == 0 {

@@ -97,6 +97,10 @@ impl Persistence for InMemoryPersistence {
         })
     }
 
+    fn is_volatile(&self) -> bool {
+        true
+    }
+
     async fn truncate_before(&mut self, slot: Slot) -> Result<(), PersistenceError> {
         self.with(|store| {
             let covered = store

@@ -50,4 +50,11 @@ pub trait Persistence: Send + 'static {
 
     /// Discards records of slots below `slot` (only behind a durable snapshot).
     async fn truncate_before(&mut self, slot: Slot) -> Result<(), PersistenceError>;
+
+    /// True for storage whose calls complete without I/O (memory): the
+    /// engine then calls it inline on its own task instead of through the
+    /// group-commit task. Such storage does not survive a process crash.
+    fn is_volatile(&self) -> bool {
+        false
+    }
 }

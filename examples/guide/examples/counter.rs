@@ -24,7 +24,10 @@ fn op(o: &CounterOperation) -> Result<Operation, Box<dyn std::error::Error>> {
 #[tokio::main]
 async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let replicas = start_cluster(3, RabiaConfig::default(), CounterSMR::new);
-    println!("started a 3-node Rabia cluster: {:?}", replicas.iter().map(|r| r.id).collect::<Vec<_>>());
+    println!(
+        "started a 3-node Rabia cluster: {:?}",
+        replicas.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
 
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -33,8 +36,15 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         clients.push(tokio::spawn(async move {
             let mut last = 0i64;
             for i in 0..INCREMENTS + DECREMENTS {
-                let o = if i % 6 == 5 { CounterOperation::Decrement } else { CounterOperation::Increment };
-                let reply = handle.submit(op(&o).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+                let o = if i % 6 == 5 {
+                    CounterOperation::Decrement
+                } else {
+                    CounterOperation::Increment
+                };
+                let reply = handle
+                    .submit(op(&o).map_err(|e| e.to_string())?)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 last = bincode::deserialize(&reply).map_err(|e| e.to_string())?;
             }
             Ok::<i64, String>(last)
@@ -42,11 +52,17 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     for (c, client) in clients.into_iter().enumerate() {
         let last = client.await??;
-        println!("client {c}: {} operations, last reply {last}", INCREMENTS + DECREMENTS);
+        println!(
+            "client {c}: {} operations, last reply {last}",
+            INCREMENTS + DECREMENTS
+        );
     }
     let elapsed = started.elapsed();
     let total = CLIENTS * (INCREMENTS + DECREMENTS);
-    println!("{total} operations in {elapsed:.2?} ({:.0} ops/s)", total as f64 / elapsed.as_secs_f64());
+    println!(
+        "{total} operations in {elapsed:.2?} ({:.0} ops/s)",
+        total as f64 / elapsed.as_secs_f64()
+    );
 
     let get = replicas[1].handle.read(op(&CounterOperation::Get)?).await?;
     let linearizable: i64 = bincode::deserialize(&get)?;

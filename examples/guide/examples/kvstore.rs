@@ -16,7 +16,9 @@ const CLIENTS: usize = 6;
 const ROUNDS: usize = 100;
 
 fn op(o: KVOperation) -> Result<Operation, String> {
-    bincode::serialize(&o).map(Operation::new).map_err(|e| e.to_string())
+    bincode::serialize(&o)
+        .map(Operation::new)
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -30,8 +32,17 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             for r in 0..ROUNDS {
                 let key = format!("client{c}/key{}", r % 10);
                 let value = format!("{c}:{r}").into_bytes();
-                handle.submit(op(KVOperation::Set { key: key.clone(), value: value.clone() })?).await.map_err(|e| e.to_string())?;
-                let read = handle.read(op(KVOperation::Get { key: key.clone() })?).await.map_err(|e| e.to_string())?;
+                handle
+                    .submit(op(KVOperation::Set {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let read = handle
+                    .read(op(KVOperation::Get { key: key.clone() })?)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if read == value {
                     reads_ok += 1;
                 }
@@ -39,8 +50,13 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
                     // Atomically move this client's keys under a new prefix.
                     let tx = KVOperation::Transaction {
                         ops: vec![
-                            KVOperation::Set { key: format!("client{c}/checkpoint"), value: format!("{r}").into_bytes() },
-                            KVOperation::Delete { key: format!("client{c}/key0") },
+                            KVOperation::Set {
+                                key: format!("client{c}/checkpoint"),
+                                value: format!("{r}").into_bytes(),
+                            },
+                            KVOperation::Delete {
+                                key: format!("client{c}/key0"),
+                            },
                         ],
                     };
                     handle.submit(op(tx)?).await.map_err(|e| e.to_string())?;
@@ -62,7 +78,12 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     for replica in &replicas {
         let data: BTreeMap<String, Vec<u8>> = replica
             .reader
-            .read_local(|kv: &KVStoreSMR| kv.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .read_local(|kv: &KVStoreSMR| {
+                kv.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .await?;
         println!("replica {}: {} keys", replica.id, data.len());
         states.push(data);

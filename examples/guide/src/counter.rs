@@ -2,7 +2,7 @@
 //! Public state fields (and `KVStoreSMR::new`) are the only additions, so
 //! the examples can compare replicas' states.
 #![allow(missing_docs)]
-use serde::{Serialize, Deserialize};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CounterOperation {
@@ -12,8 +12,8 @@ pub enum CounterOperation {
     Set(i64),
 }
 
-use rabia_core::smr::{StateMachine, Operation, OperationResult};
 use async_trait::async_trait;
+use rabia_core::smr::{Operation, OperationResult, StateMachine};
 
 pub struct CounterSMR {
     pub value: i64,
@@ -31,7 +31,7 @@ impl StateMachine for CounterSMR {
         // Deserialize the operation
         let counter_op: CounterOperation = bincode::deserialize(&op.data)
             .map_err(|e| format!("Failed to deserialize operation: {}", e))?;
-        
+
         // Apply operation deterministically
         let result = match counter_op {
             CounterOperation::Increment => {
@@ -48,18 +48,23 @@ impl StateMachine for CounterSMR {
                 self.value
             }
         };
-        
+
         // Return serialized result
-        Ok(bincode::serialize(&result)
-            .map_err(|e| format!("Failed to serialize result: {}", e))?)
+        Ok(
+            bincode::serialize(&result)
+                .map_err(|e| format!("Failed to serialize result: {}", e))?,
+        )
     }
-    
+
     async fn snapshot(&self) -> OperationResult {
         Ok(bincode::serialize(&self.value)
             .map_err(|e| format!("Failed to serialize snapshot: {}", e))?)
     }
-    
-    async fn restore_from_snapshot(&mut self, data: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+
+    async fn restore_from_snapshot(
+        &mut self,
+        data: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.value = bincode::deserialize(data)?;
         Ok(())
     }

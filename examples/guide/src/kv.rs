@@ -21,7 +21,9 @@ pub struct KVStoreSMR {
 
 impl KVStoreSMR {
     pub fn new() -> Self {
-        Self { data: HashMap::new() }
+        Self {
+            data: HashMap::new(),
+        }
     }
 }
 
@@ -29,27 +31,25 @@ impl KVStoreSMR {
 impl StateMachine for KVStoreSMR {
     async fn apply_operation(&mut self, op: &Operation) -> OperationResult {
         let kv_op: KVOperation = bincode::deserialize(&op.data)?;
-        
+
         let result = match kv_op {
-            KVOperation::Get { key } => {
-                self.data.get(&key).cloned().unwrap_or_default()
-            }
-            
+            KVOperation::Get { key } => self.data.get(&key).cloned().unwrap_or_default(),
+
             KVOperation::Set { key, value } => {
                 self.data.insert(key, value.clone());
                 b"OK".to_vec()
             }
-            
+
             KVOperation::Delete { key } => {
                 self.data.remove(&key);
                 b"OK".to_vec()
             }
-            
+
             KVOperation::Transaction { ops } => {
                 // Apply all operations atomically
                 let mut temp_state = self.data.clone();
                 let mut results = Vec::new();
-                
+
                 for tx_op in ops {
                     match tx_op {
                         KVOperation::Set { key, value } => {
@@ -64,26 +64,29 @@ impl StateMachine for KVStoreSMR {
                         _ => return Ok(b"Invalid transaction operation".to_vec()),
                     }
                 }
-                
+
                 // Commit transaction
                 self.data = temp_state;
                 bincode::serialize(&results)?
             }
-            
+
             KVOperation::ListKeys => {
                 let keys: Vec<String> = self.data.keys().cloned().collect();
                 bincode::serialize(&keys)?
             }
         };
-        
+
         Ok(result)
     }
-    
+
     async fn snapshot(&self) -> OperationResult {
         Ok(bincode::serialize(&self.data)?)
     }
-    
-    async fn restore_from_snapshot(&mut self, data: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+
+    async fn restore_from_snapshot(
+        &mut self,
+        data: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.data = bincode::deserialize(data)?;
         Ok(())
     }
