@@ -1,6 +1,7 @@
-//! The adaptive batching policy (sans-I/O): propose at once when no slot is
-//! in flight; while one is, accumulate up to `max_batch_size` operations,
-//! `max_batch_bytes` bytes or `batch_timeout`.
+//! The adaptive batching policy (sans-I/O): propose at once when none of
+//! this replica's batches is waiting to be decided; while one is, accumulate
+//! up to `max_batch_size` operations, `max_batch_bytes` bytes or
+//! `batch_timeout`, so each slot carries everything gathered meanwhile.
 
 use crate::handle::Waiter;
 use rabia_core::Operation;
@@ -67,11 +68,11 @@ impl Batcher {
         self.first_at.map(|t| t + self.timeout)
     }
 
-    pub(crate) fn should_flush(&self, now: Instant, slot_in_flight: bool) -> bool {
+    pub(crate) fn should_flush(&self, now: Instant, own_batch_waiting: bool) -> bool {
         if self.is_empty() {
             return false;
         }
-        !slot_in_flight || self.is_full() || self.deadline().is_some_and(|d| now >= d)
+        !own_batch_waiting || self.is_full() || self.deadline().is_some_and(|d| now >= d)
     }
 
     pub(crate) fn take(&mut self) -> (Vec<Operation>, Vec<Option<Waiter>>) {

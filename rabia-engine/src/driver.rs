@@ -276,8 +276,9 @@ impl<SM: Send + 'static> Driver<SM> {
     }
 
     fn maybe_flush(&mut self, timer: bool) {
-        let in_flight = self.replica.slot_in_flight();
-        if self.batcher.should_flush(Instant::now(), in_flight) || (timer && self.batcher.is_full())
+        let own_batch_waiting = self.replica.own_pending() > 0;
+        if self.batcher.should_flush(Instant::now(), own_batch_waiting)
+            || (timer && self.batcher.is_full())
         {
             self.flush();
         }

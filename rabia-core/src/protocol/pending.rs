@@ -6,7 +6,7 @@
 //! for another batch leaves it in place for the next slot (the paper's
 //! "re-queue", §6).
 
-use crate::ids::BatchId;
+use crate::ids::{BatchId, NodeId};
 use crate::operation::{Batch, OrderingKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub enum Inserted {
 #[derive(Debug, Clone)]
 pub struct PendingQueue {
     by_key: BTreeMap<OrderingKey, Arc<Batch>>,
+    /// How many pending batches each origin has.
+    per_origin: BTreeMap<NodeId, usize>,
     capacity: usize,
 }
 
@@ -34,6 +36,7 @@ impl PendingQueue {
     pub fn new(capacity: usize) -> Self {
         PendingQueue {
             by_key: BTreeMap::new(),
+            per_origin: BTreeMap::new(),
             capacity,
         }
     }
@@ -47,8 +50,18 @@ impl PendingQueue {
         if self.by_key.len() >= self.capacity {
             return Inserted::Full;
         }
-        self.by_key.insert(key, batch);
+        self.add(key, batch);
         Inserted::Added
+    }
+
+    fn add(&mut self, key: OrderingKey, batch: Arc<Batch>) {
+        *self.per_origin.entry(batch.id.origin).or_default() += 1;
+        self.by_key.insert(key, batch);
+    }
+
+    /// How many pending batches `origin` created.
+    pub fn count_of(&self, origin: NodeId) -> usize {
+        self.per_origin.get(&origin).copied().unwrap_or(0)
     }
 
     /// Like [`insert`](Self::insert), but when the queue is full makes room by
@@ -75,8 +88,8 @@ impl PendingQueue {
             .filter(|victim| *victim > key);
         match victim {
             Some(victim) => {
-                let evicted = self.by_key.remove(&victim);
-                self.by_key.insert(key, batch);
+                let evicted = self.remove(&victim);
+                self.add(key, batch);
                 (Inserted::Added, evicted)
             }
             None => (Inserted::Full, None),
@@ -85,7 +98,14 @@ impl PendingQueue {
 
     /// Removes the batch with this key, returning it.
     pub fn remove(&mut self, key: &OrderingKey) -> Option<Arc<Batch>> {
-        self.by_key.remove(key)
+        let batch = self.by_key.remove(key)?;
+        if let Some(count) = self.per_origin.get_mut(&batch.id.origin) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_origin.remove(&batch.id.origin);
+            }
+        }
+        Some(batch)
     }
 
     /// The oldest batch.
@@ -98,7 +118,7 @@ impl PendingQueue {
         while let Some((key, batch)) = self.by_key.iter().next() {
             if stale(&batch.id) {
                 let key = *key;
-                self.by_key.remove(&key);
+                self.remove(&key);
             } else {
                 return Some(batch.clone());
             }
@@ -192,6 +212,10 @@ mod tests {
                 }
                 prop_assert_eq!(queue.len(), model.len());
                 prop_assert_eq!(queue.head().map(|b| b.ordering_key()), model.first().copied());
+                for o in 0u64..3 {
+                    let expected = model.iter().filter(|k| k.id.origin == NodeId::from_u64(o)).count();
+                    prop_assert_eq!(queue.count_of(NodeId::from_u64(o)), expected);
+                }
             }
         }
     }

@@ -73,7 +73,9 @@ pub struct Replica {
     decided_ahead: BTreeMap<Slot, SlotValue>,
     /// Recently decided values (and when this replica learned them), to
     /// answer laggards.
-    log: BTreeMap<Slot, (SlotValue, Instant)>,
+    /// Each entry: the value, when this replica learned it, and the phase in
+    /// which it decided by its own rounds (phase 0: learned from a peer).
+    log: BTreeMap<Slot, (SlotValue, Instant, Phase)>,
     /// Last issued persist token (0: none yet).
     last_token: u64,
     /// Highest token reported durable.
@@ -419,7 +421,7 @@ impl Replica {
 
     /// The decided value of a retained slot.
     pub fn decided_value(&self, slot: Slot) -> Option<&SlotValue> {
-        self.log.get(&slot).map(|(value, _)| value)
+        self.log.get(&slot).map(|(value, _, _)| value)
     }
 
     /// The decided-batch filter as of `next_slot`: the batches decided in
@@ -450,6 +452,19 @@ impl Replica {
             .get(&self.next_slot)
             .map(|inst| inst.stage != Stage::NotStarted)
             .unwrap_or(false)
+    }
+
+    /// Whether a batch submitted now would be proposed at once: no slot is
+    /// in flight and none of this replica's own batches is waiting. While
+    /// this is false the engine accumulates submissions into one larger
+    /// batch (adaptive batching: one own batch pending at a time).
+    pub fn can_propose_now(&self) -> bool {
+        !self.slot_in_flight() && self.pending.count_of(self.me) == 0
+    }
+
+    /// How many of this replica's own batches are waiting to be decided.
+    pub fn own_pending(&self) -> usize {
+        self.pending.count_of(self.me)
     }
 
     /// The incarnation this replica runs as.
@@ -522,7 +537,7 @@ impl Replica {
         self.adopt_batch(now, batch.clone());
         if slot < self.next_slot {
             self.metrics.dropped.stale += 1;
-            self.reply_decision(now, from, slot);
+            self.reply_decision(now, from, slot, Phase::EXCHANGE);
             return;
         }
         let Some(inst) = self.instance_in_window(slot) else {
@@ -549,7 +564,7 @@ impl Replica {
     ) {
         if slot < self.next_slot {
             self.metrics.dropped.stale += 1;
-            self.reply_decision(now, from, slot);
+            self.reply_decision(now, from, slot, phase);
             return;
         }
         let phase_window = self.config.phase_window;
@@ -599,7 +614,8 @@ impl Replica {
         wanted: Option<BatchId>,
     ) {
         if slot < self.next_slot {
-            self.reply_decision(now, from, slot);
+            // It decided and only lacks the value: answer at once.
+            self.reply_decision(now, from, slot, Phase(u32::MAX));
             return;
         }
         if self.recently_served(from, Served::Proposal(slot), now) {
@@ -673,7 +689,7 @@ impl Replica {
         // always at least one value so a laggard makes progress.
         let mut decisions: Vec<(Slot, SlotValue)> = Vec::new();
         let mut bytes = 0usize;
-        for (slot, (value, _)) in self.log.range(first..).take(self.config.catch_up_batch_max) {
+        for (slot, (value, _, _)) in self.log.range(first..).take(self.config.catch_up_batch_max) {
             let size = match value {
                 SlotValue::Null => 16,
                 SlotValue::Batch(batch) => batch.encoded_len() + 16,
@@ -845,7 +861,7 @@ impl Replica {
                 }
                 RoundOutcome::Decide(phase, Bit::Zero) => {
                     self.record_phases(phase);
-                    self.commit_decision(now, SlotValue::Null, DecisionSource::Protocol);
+                    self.commit_decision(now, SlotValue::Null, DecisionSource::Protocol(phase));
                 }
                 RoundOutcome::Decide(phase, Bit::One) => {
                     self.record_phases(phase);
@@ -873,9 +889,9 @@ impl Replica {
         let Some(inst) = self.slots.get_mut(&slot) else {
             return false;
         };
-        if !matches!(inst.stage, Stage::AwaitingValue(_)) {
+        let Stage::AwaitingValue(decided_phase) = inst.stage else {
             return false;
-        }
+        };
         if inst.candidate.is_none() {
             inst.candidate = inst.majority_proposal(majority);
         }
@@ -888,7 +904,11 @@ impl Replica {
             .or_else(|| self.pending.find(id).cloned());
         match batch {
             Some(batch) => {
-                self.commit_decision(now, SlotValue::Batch(batch), DecisionSource::Protocol);
+                self.commit_decision(
+                    now,
+                    SlotValue::Batch(batch),
+                    DecisionSource::Protocol(decided_phase),
+                );
                 true
             }
             None => false,
@@ -913,7 +933,7 @@ impl Replica {
         self.slots.remove(&slot);
         self.metrics.slots_decided += 1;
         match source {
-            DecisionSource::Protocol => {}
+            DecisionSource::Protocol(_) => {}
             DecisionSource::Adopted => self.metrics.decisions_adopted += 1,
             DecisionSource::Recovered => {}
         }
@@ -941,7 +961,11 @@ impl Replica {
                 }
             }
         }
-        self.log.insert(slot, (value.clone(), now));
+        let decided_phase = match source {
+            DecisionSource::Protocol(phase) => phase,
+            DecisionSource::Adopted | DecisionSource::Recovered => Phase::EXCHANGE,
+        };
+        self.log.insert(slot, (value.clone(), now, decided_phase));
         while self.log.len() as u64 > self.config.decided_retention {
             self.log.pop_first();
         }
@@ -950,13 +974,10 @@ impl Replica {
             // Already durable.
             self.emit_now(delivery);
         } else {
-            if source == DecisionSource::Protocol {
-                let envelope = self.envelope(Message::Decision {
-                    slot,
-                    value: value.clone(),
-                });
-                self.emit_gated(Action::Broadcast { envelope });
-            }
+            // No Decision broadcast: in the common case every replica decides
+            // from the same votes. A replica that did not decide moves to a
+            // later phase, and its first message for it is answered with the
+            // decision at once (`reply_decision`).
             self.persist(PersistRecord::Decided { slot, value });
             self.emit_gated(delivery);
         }
@@ -1010,12 +1031,17 @@ impl Replica {
         });
     }
 
-    fn reply_decision(&mut self, now: Instant, to: NodeId, slot: Slot) {
+    /// Answers a message about a decided slot with the decision. A message
+    /// for a later phase than the one this replica decided in comes from a
+    /// replica that did not decide: it is answered at once. Messages of the
+    /// deciding phase or earlier were in flight when we decided, and their
+    /// senders usually decide from the same votes: they are answered only
+    /// if they are still arriving half a retransmit interval later.
+    fn reply_decision(&mut self, now: Instant, to: NodeId, slot: Slot, phase: Phase) {
         let grace = self.config.retransmit_interval / 2;
-        if let Some((_, decided_at)) = self.log.get(&slot) {
-            // Messages already in flight when we decided are covered by our
-            // Decision broadcast; answer only a peer that is still asking.
-            if now.saturating_duration_since(*decided_at) < grace {
+        if let Some((_, decided_at, decided_phase)) = self.log.get(&slot) {
+            let urgent = phase > *decided_phase;
+            if !urgent && now.saturating_duration_since(*decided_at) < grace {
                 return;
             }
         }
@@ -1026,7 +1052,7 @@ impl Replica {
         }
         self.decision_replies.insert(to, (slot, now));
         match self.log.get(&slot) {
-            Some((value, _)) => {
+            Some((value, _, _)) => {
                 let envelope = self.envelope(Message::Decision {
                     slot,
                     value: value.clone(),
@@ -1188,8 +1214,8 @@ impl std::fmt::Debug for Replica {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DecisionSource {
-    /// Decided by this replica's own rounds.
-    Protocol,
+    /// Decided by this replica's own rounds, in this phase.
+    Protocol(Phase),
     /// Learned from a peer's Decision or catch-up reply.
     Adopted,
     /// Replayed from durable storage at start-up.

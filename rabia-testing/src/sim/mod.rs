@@ -288,6 +288,9 @@ struct World {
     convergence: ConvergenceChecker,
     durability: DurabilityChecker,
     violation: Option<Violation>,
+    /// Batches created by submissions, and batches seen decided.
+    created_batches: Vec<rabia_core::BatchId>,
+    decided_batches: std::collections::BTreeSet<rabia_core::BatchId>,
     trace: u64,
     stats: SimStats,
 }
@@ -361,6 +364,8 @@ impl World {
             convergence: ConvergenceChecker::default(),
             durability: DurabilityChecker::default(),
             violation: None,
+            created_batches: Vec::new(),
+            decided_batches: std::collections::BTreeSet::new(),
             trace: config.seed,
             stats,
             config,
@@ -546,6 +551,7 @@ impl World {
             }
             Event::LivenessProbe => {
                 if self.converged() {
+                    self.check_batches_decided();
                     self.check_durability();
                     return true;
                 }
@@ -715,6 +721,7 @@ impl World {
         };
         match replica.submit(self.now, wall, vec![op.clone()]) {
             Ok(id) => {
+                self.created_batches.push(id);
                 self.validity
                     .created_hash(id, hash_batch_parts(id, std::slice::from_ref(&op)));
                 self.drain(node);
@@ -880,6 +887,9 @@ impl World {
             DeliveryOutcome::Null => None,
             DeliveryOutcome::Duplicate(batch) => Some(*batch),
         };
+        if let Some(id) = decided {
+            self.decided_batches.insert(id);
+        }
         if let Err(detail) = self.agreement.observe_id(id, slot, decided) {
             self.fail(ViolationKind::Agreement, detail);
             return;
@@ -950,6 +960,9 @@ impl World {
             if self.order.next(self.ids[i]) != next {
                 return false; // decided but not yet applied
             }
+            if replica.pending_len() > 0 || replica.slot_in_flight() {
+                return false; // work still queued or running
+            }
             match target {
                 None => target = Some(next),
                 Some(t) if t != next => return false,
@@ -957,6 +970,27 @@ impl World {
             }
         }
         true
+    }
+
+    /// Every batch created by a replica incarnation that is still running
+    /// must be decided: a live replica never loses its own batches (client
+    /// retries would hide such a loss from the client-level checks).
+    fn check_batches_decided(&mut self) {
+        let lost = self.created_batches.iter().find(|id| {
+            let Some(node) = self.ids.iter().position(|n| *n == id.origin) else {
+                return false;
+            };
+            let n = &self.nodes[node];
+            let live_incarnation =
+                n.status == NodeStatus::Up && n.incarnation == id.incarnation + 1;
+            live_incarnation && !self.decided_batches.contains(id)
+        });
+        if let Some(id) = lost.copied() {
+            self.fail(
+                ViolationKind::Liveness,
+                format!("batch {id:?} of a replica that never crashed since was never decided"),
+            );
+        }
     }
 
     fn check_durability(&mut self) {
