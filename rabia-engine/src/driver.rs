@@ -122,6 +122,10 @@ impl<SM: Send + 'static> Driver<SM> {
     }
 
     async fn event_loop(&mut self) -> Result<(), EngineError> {
+        // One timer, re-armed only when the deadline moves: registering a
+        // fresh timer on every iteration is measurable at this message rate.
+        let timer = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(timer);
         loop {
             self.drain_actions().await?;
             let now = Instant::now();
@@ -130,6 +134,9 @@ impl<SM: Send + 'static> Driver<SM> {
                 self.next_status = now + self.config.status_interval;
             }
             let deadline = self.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             let accepting = self.accepting();
             let has_operations = self.operations.is_some();
             let transport = self.transport.as_mut();
@@ -203,7 +210,7 @@ impl<SM: Send + 'static> Driver<SM> {
                         None => self.operations = None,
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timer => {
                     self.on_timer();
                 }
             }
