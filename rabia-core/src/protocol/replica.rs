@@ -15,7 +15,7 @@
 //! The replica decides one slot at a time (`next_slot`). It starts a slot as
 //! soon as its pending queue holds a batch (its own, a forwarded one, or one
 //! adopted from a peer's proposal), proposes the queue's head and runs
-//! [`SlotInstance`] to a decision. Messages for later slots inside
+//! its slot instance to a decision. Messages for later slots inside
 //! `slot_window` are buffered in their instances; decisions for later slots
 //! are kept and consumed in order. A decided slot is persisted, broadcast
 //! (when this replica decided it itself) and delivered in slot order.
