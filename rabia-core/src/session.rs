@@ -82,6 +82,11 @@ impl SessionTable {
     /// Checks whether the tagged operation was applied before.
     pub fn check(&self, tag: SessionTag) -> SessionCheck {
         match self.sessions.get(&tag.client) {
+            // An unknown session is new only at its start: a sequence number
+            // beyond the window means the session was evicted, and applying
+            // a retry of one of its operations again would break
+            // exactly-once. (Size `max_sessions` for every active client.)
+            None if tag.seq > self.window as u64 => SessionCheck::Stale,
             None => SessionCheck::New,
             Some(session) => {
                 if let Some(reply) = session.replies.get(&tag.seq) {
@@ -156,6 +161,23 @@ mod tests {
         assert_eq!(table.check(tag(1, 1)), SessionCheck::Stale);
         assert_eq!(table.check(tag(1, 2)), SessionCheck::Stale);
         assert!(matches!(table.check(tag(1, 4)), SessionCheck::Duplicate(_)));
+    }
+
+    #[test]
+    fn an_evicted_session_is_not_mistaken_for_a_new_one() {
+        let mut table = SessionTable::new(2, 1);
+        for seq in 1..=5 {
+            table.record(tag(1, seq), Ok(vec![]));
+        }
+        table.record(tag(2, 1), Ok(vec![])); // evicts client 1
+        assert_eq!(table.check(tag(1, 5)), SessionCheck::Stale);
+        assert_eq!(table.check(tag(3, 1)), SessionCheck::New);
+        assert_eq!(
+            table.check(tag(3, 2)),
+            SessionCheck::New,
+            "within the window"
+        );
+        assert_eq!(table.check(tag(3, 3)), SessionCheck::Stale);
     }
 
     #[test]

@@ -173,8 +173,10 @@ impl<SM: StateMachine + 'static> Applier<SM> {
         let state = match self.state_machine.snapshot().await {
             Ok(state) => state,
             Err(e) => {
-                // Not fatal: the log keeps growing and the next attempt retries.
+                // Not fatal: the log keeps growing; retry after another
+                // `max_log_size` bytes or `snapshot_interval`, not at once.
                 tracing::warn!(error = %e, "state machine snapshot failed; will retry");
+                self.bytes_since_snapshot = 0;
                 return Ok(());
             }
         };
@@ -186,10 +188,25 @@ impl<SM: StateMachine + 'static> Applier<SM> {
             filter: self.filter.clone(),
         };
         let base = snapshot.base_slot;
-        self.persist
-            .send(PersistCommand::Snapshot(Box::new(snapshot)))
-            .await
-            .map_err(|_| EngineError::Internal("persistence task gone".into()))?;
+        // Never wait on the persistence queue from here (the engine loop may
+        // be waiting on ours): if it is full, skip this snapshot and take
+        // the next one.
+        match self
+            .persist
+            .try_send(PersistCommand::Snapshot(Box::new(snapshot)))
+        {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(
+                    base_slot = base.0,
+                    "persistence queue full; snapshot skipped"
+                );
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(EngineError::Internal("persistence task gone".into()));
+            }
+        }
         self.bytes_since_snapshot = 0;
         self.applied_since_snapshot = false;
         self.progress.send_modify(|p| p.last_snapshot = Some(base));

@@ -104,6 +104,27 @@ impl RabiaConfig {
         positive("session_window", self.session_window as u128)?;
         positive("max_sessions", self.max_sessions as u128)?;
         positive("status_interval", self.status_interval.as_nanos())?;
+        if self.max_pending_batches < 4 {
+            return Err(ConfigError::InvalidSetting {
+                field: "max_pending_batches",
+                reason: "must be at least 4 (a quarter is kept for peers' batches)".into(),
+            });
+        }
+        let day = std::time::Duration::from_secs(86_400);
+        for (field, value) in [
+            ("batch_timeout", self.batch_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("election_timeout", self.election_timeout),
+            ("retransmit_interval", self.retransmit_interval),
+            ("status_interval", self.status_interval),
+        ] {
+            if value > day {
+                return Err(ConfigError::InvalidSetting {
+                    field,
+                    reason: "must be at most one day".into(),
+                });
+            }
+        }
         if self.election_timeout < self.heartbeat_interval {
             return Err(ConfigError::InvalidSetting {
                 field: "election_timeout",

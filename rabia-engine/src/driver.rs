@@ -103,8 +103,10 @@ impl<SM: Send + 'static> Driver<SM> {
         // Dropping the channels ends the helper tasks; waiting clients get
         // `SubmitError::Stopped` as their reply senders drop.
         self.apply_task.abort();
-        if let Persistor::Task { task, .. } = &self.persist {
+        let _ = (&mut self.apply_task).await;
+        if let Persistor::Task { task, .. } = &mut self.persist {
             task.abort();
+            let _ = task.await;
         }
         // Every client still waiting learns that the engine stopped.
         if let Ok(mut registry) = self.waiters.lock() {
@@ -127,6 +129,10 @@ impl<SM: Send + 'static> Driver<SM> {
         let timer = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(timer);
         loop {
+            // A shutdown requested before this task subscribed is still seen.
+            if *self.shutdown.borrow() {
+                return Ok(());
+            }
             self.drain_actions().await?;
             let now = Instant::now();
             if now >= self.next_status {
@@ -171,6 +177,13 @@ impl<SM: Send + 'static> Driver<SM> {
                         }
                     }
                 }
+                ended = &mut self.apply_task => {
+                    return Err(match ended {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => EngineError::Internal("apply task ended".into()),
+                        Err(e) => EngineError::Internal(format!("apply task panicked: {e}")),
+                    });
+                }
                 changed = self.durable.changed() => {
                     if changed.is_ok() {
                         let token = *self.durable.borrow_and_update();
@@ -178,15 +191,25 @@ impl<SM: Send + 'static> Driver<SM> {
                         self.replica.handle_persisted(now, PersistToken(token));
                     }
                 }
+                // Timers before peer traffic: a flood of messages must not
+                // starve heartbeats, retransmissions and batch deadlines.
+                _ = &mut timer => {
+                    self.on_timer();
+                }
                 inbound = async {
                     match transport {
                         Some(t) => t.recv().await,
                         None => std::future::pending().await,
                     }
                 } => {
-                    if let Some((from, envelope)) = inbound {
-                        self.on_message(from, envelope);
-                        self.drain_inbound_burst();
+                    match inbound {
+                        Some((from, envelope)) => {
+                            self.on_message(from, envelope);
+                            self.drain_inbound_burst();
+                        }
+                        // The transport is gone for good (e.g. replaced by a
+                        // restarted instance of this node): stop, do not spin.
+                        None => return Err(EngineError::TransportClosed),
                     }
                 }
                 request = self.requests.recv(), if accepting => {
@@ -210,16 +233,16 @@ impl<SM: Send + 'static> Driver<SM> {
                         None => self.operations = None,
                     }
                 }
-                _ = &mut timer => {
-                    self.on_timer();
-                }
             }
         }
     }
 
-    /// Whether the engine takes new submissions (backpressure).
+    /// Whether the engine takes new submissions (backpressure): the same
+    /// limit at which the replica refuses local batches (a quarter of the
+    /// pending queue is kept for peers' batches).
     fn accepting(&self) -> bool {
-        self.replica.pending_len() < self.config.max_pending_batches.saturating_sub(1)
+        let capacity = self.config.max_pending_batches;
+        self.replica.pending_len() < capacity - capacity / 4
     }
 
     fn next_deadline(&self) -> Instant {

@@ -36,12 +36,10 @@ pub enum EngineError {
         /// The state machine's error.
         message: String,
     },
-    /// The state machine could not produce a snapshot.
-    #[error("state machine could not take a snapshot: {message}")]
-    Snapshot {
-        /// The state machine's error.
-        message: String,
-    },
+    /// The transport closed for good (another instance of this node took
+    /// over its endpoint, or the network was shut down).
+    #[error("transport closed")]
+    TransportClosed,
     /// An internal task ended unexpectedly (a bug: the message says where).
     #[error("internal task failed: {0}")]
     Internal(String),

@@ -451,3 +451,42 @@ async fn the_guides_fire_and_forget_channel_works() {
     handle.shutdown();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_transport_stops_the_engine_instead_of_spinning() {
+    let cluster = Cluster::start(3, RabiaConfig::default());
+    cluster.nodes[0]
+        .handle
+        .submit(Operation::new(add(1)))
+        .await
+        .unwrap();
+    // Another instance of node 1 takes over its endpoint.
+    let _replacement = cluster.network.endpoint(cluster.ids[0]);
+    let mut cluster = cluster;
+    let ended = tokio::time::timeout(Duration::from_secs(60), &mut cluster.nodes[0].task)
+        .await
+        .expect("the engine must stop")
+        .unwrap();
+    assert!(
+        matches!(ended, Err(EngineError::TransportClosed)),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_before_run_is_honoured() {
+    let me = NodeId::from_u64(1);
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let engine = RabiaEngine::new(
+        me,
+        RabiaConfig::default(),
+        ClusterConfig::new(me, [me].into_iter().collect()),
+        Counter::default(),
+        InMemoryPersistence::new(),
+        rx,
+    );
+    let handle = engine.handle();
+    handle.shutdown();
+    let ended = tokio::time::timeout(Duration::from_secs(60), engine.run()).await;
+    assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+}
