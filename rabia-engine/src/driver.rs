@@ -139,7 +139,15 @@ impl<SM: Send + 'static> Driver<SM> {
                 self.publish_status(None);
                 self.next_status = now + self.config.status_interval;
             }
-            let deadline = self.next_deadline();
+            let mut deadline = self.next_deadline();
+            if deadline <= now {
+                // Due timers run even when peer traffic keeps the select
+                // busy: a flood of messages must not starve heartbeats,
+                // retransmissions and batch deadlines.
+                self.on_timer();
+                self.drain_actions().await?;
+                deadline = self.next_deadline();
+            }
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
             }
@@ -191,11 +199,6 @@ impl<SM: Send + 'static> Driver<SM> {
                         self.replica.handle_persisted(now, PersistToken(token));
                     }
                 }
-                // Timers before peer traffic: a flood of messages must not
-                // starve heartbeats, retransmissions and batch deadlines.
-                _ = &mut timer => {
-                    self.on_timer();
-                }
                 inbound = async {
                     match transport {
                         Some(t) => t.recv().await,
@@ -232,6 +235,9 @@ impl<SM: Send + 'static> Driver<SM> {
                         }
                         None => self.operations = None,
                     }
+                }
+                _ = &mut timer => {
+                    self.on_timer();
                 }
             }
         }
