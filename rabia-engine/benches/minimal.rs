@@ -4,7 +4,16 @@
 //!
 //! ```text
 //! cargo bench -p rabia-engine --bench minimal -- [--clients 1,64,256,1024,4096]
-//!     [--ops 200000] [--payload 16] [--runs 3]
+//!     [--ops 200000] [--payload 16] [--runs 3] [--runtime multi|current|per-node]
+//! ```
+//!
+//! Runtimes: `multi` (default) puts the three replicas and every client on
+//! one multi-threaded tokio runtime; `current` on one single-threaded
+//! runtime; `per-node` gives each replica and its clients a single-threaded
+//! runtime in its own OS thread, the shape of three processes without a
+//! network.
+//!
+//! ```text
 //! ```
 //!
 //! For each client count it prints the median over `--runs` of throughput,
@@ -53,6 +62,7 @@ impl StateMachine for Sink {
 }
 
 struct Args {
+    runtime: String,
     clients: Vec<usize>,
     ops: u64,
     payload: usize,
@@ -61,6 +71,7 @@ struct Args {
 
 fn parse() -> Args {
     let mut args = Args {
+        runtime: "multi".into(),
         clients: vec![1, 64, 256, 1024, 4096],
         ops: 200_000,
         payload: 16,
@@ -80,6 +91,7 @@ fn parse() -> Args {
             "--ops" => args.ops = it.next().unwrap().parse().unwrap(),
             "--payload" => args.payload = it.next().unwrap().parse().unwrap(),
             "--runs" => args.runs = it.next().unwrap().parse().unwrap(),
+            "--runtime" => args.runtime = it.next().unwrap(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -96,62 +108,40 @@ struct RunResult {
     batch: f64,
 }
 
-async fn run_once(clients: usize, ops: u64, payload: usize) -> RunResult {
-    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
-    let network = InMemoryNetwork::new(1 << 16);
-    let mut handles: Vec<EngineHandle> = Vec::new();
-    let mut tasks = Vec::new();
-    for id in &ids {
-        let cluster = ClusterConfig::new(*id, ids.iter().copied().collect());
-        let (_tx, rx) = mpsc::unbounded_channel();
-        let engine = RabiaEngine::new(
-            *id,
-            RabiaConfig::default(),
-            cluster,
-            Sink::default(),
-            InMemoryPersistence::new(),
-            rx,
-        )
-        .with_transport(network.endpoint(*id));
-        handles.push(engine.handle());
-        tasks.push(tokio::spawn(engine.run()));
+async fn client(handle: EngineHandle, remaining: Arc<AtomicU64>, payload: usize) -> Histogram {
+    let mut latencies = Histogram::default();
+    let data = vec![7u8; payload];
+    while remaining
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+        .is_ok()
+    {
+        let t = Instant::now();
+        handle.submit(Operation::new(data.clone())).await.unwrap();
+        latencies.record(t.elapsed());
     }
-    let remaining = Arc::new(AtomicU64::new(ops));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for c in 0..clients {
-        let handle = handles[c % 3].clone();
-        let remaining = remaining.clone();
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Histogram::default();
-            let data = vec![7u8; payload];
-            loop {
-                if remaining
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-                    .is_err()
-                {
-                    break;
-                }
-                let t = Instant::now();
-                handle.submit(Operation::new(data.clone())).await.unwrap();
-                latencies.record(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut all = Histogram::default();
-    for w in workers {
-        all.merge(&w.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    for h in &handles {
-        h.shutdown();
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    // The final status is published as each engine stops.
-    let status: Vec<_> = handles.iter().map(|h| h.status()).collect();
+    latencies
+}
+
+fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEngine<Sink> {
+    let cluster = ClusterConfig::new(id, ids.iter().copied().collect());
+    let (_tx, rx) = mpsc::unbounded_channel();
+    RabiaEngine::new(
+        id,
+        RabiaConfig::default(),
+        cluster,
+        Sink::default(),
+        InMemoryPersistence::new(),
+        rx,
+    )
+    .with_transport(network.endpoint(id))
+}
+
+fn summarize(
+    ops: u64,
+    elapsed: Duration,
+    latency: &Histogram,
+    status: &[rabia_engine::EngineStatus],
+) -> RunResult {
     let decided: u64 = status
         .iter()
         .map(|s| s.protocol.slots_decided)
@@ -168,16 +158,11 @@ async fn run_once(clients: usize, ops: u64, payload: usize) -> RunResult {
         .sum();
     let phases: u64 = status.iter().map(|s| s.protocol.phases_total).sum();
     let batches: u64 = status.iter().map(|s| s.batches_created).sum();
-    let batch_mean = if batches == 0 {
-        0.0
-    } else {
-        ops as f64 / batches as f64
-    };
-    let latency = all.summary();
+    let summary = latency.summary();
     RunResult {
         ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
-        p50: latency.p50,
-        p99: latency.p99,
+        p50: summary.p50,
+        p99: summary.p99,
         null_rate: if decided == 0 {
             0.0
         } else {
@@ -188,8 +173,125 @@ async fn run_once(clients: usize, ops: u64, payload: usize) -> RunResult {
         } else {
             phases as f64 / by_protocol as f64
         },
-        batch: batch_mean,
+        batch: if batches == 0 {
+            0.0
+        } else {
+            ops as f64 / batches as f64
+        },
     }
+}
+
+/// All three replicas and all clients on one tokio runtime.
+fn run_shared(
+    runtime: &tokio::runtime::Runtime,
+    clients: usize,
+    ops: u64,
+    payload: usize,
+) -> RunResult {
+    runtime.block_on(async {
+        let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+        let network = InMemoryNetwork::new(1 << 16);
+        let mut handles: Vec<EngineHandle> = Vec::new();
+        let mut tasks = Vec::new();
+        for id in &ids {
+            let engine = engine_for(*id, &ids, &network);
+            handles.push(engine.handle());
+            tasks.push(tokio::spawn(engine.run()));
+        }
+        let remaining = Arc::new(AtomicU64::new(ops));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..clients)
+            .map(|c| tokio::spawn(client(handles[c % 3].clone(), remaining.clone(), payload)))
+            .collect();
+        let mut all = Histogram::default();
+        for w in workers {
+            all.merge(&w.await.unwrap());
+        }
+        let elapsed = started.elapsed();
+        for h in &handles {
+            h.shutdown();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        // The final status is published as each engine stops.
+        let status: Vec<_> = handles.iter().map(|h| h.status()).collect();
+        summarize(ops, elapsed, &all, &status)
+    })
+}
+
+/// Each replica, with its own clients, on its own single-threaded runtime in
+/// its own OS thread: the shape of three processes, without the network.
+fn run_per_node(clients: usize, ops: u64, payload: usize) -> RunResult {
+    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+    let network = InMemoryNetwork::new(1 << 16);
+    let remaining = Arc::new(AtomicU64::new(ops));
+    let start = Arc::new(std::sync::Barrier::new(ids.len() + 1));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(0usize);
+    let done_tx = Arc::new(done_tx);
+    let finished_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let threads: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (id, ids, network, remaining, start) = (
+                *id,
+                ids.clone(),
+                network.clone(),
+                remaining.clone(),
+                start.clone(),
+            );
+            let (done_tx, mut done_rx, finished_at) =
+                (done_tx.clone(), done_rx.clone(), finished_at.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let engine = engine_for(id, &ids, &network);
+                    let handle = engine.handle();
+                    let task = tokio::spawn(engine.run());
+                    start.wait();
+                    let mine = (i..clients).step_by(ids.len()).count();
+                    let workers: Vec<_> = (0..mine)
+                        .map(|_| tokio::spawn(client(handle.clone(), remaining.clone(), payload)))
+                        .collect();
+                    let mut all = Histogram::default();
+                    for w in workers {
+                        all.merge(&w.await.unwrap());
+                    }
+                    // Keep serving the others until every node's clients are done.
+                    let finished = {
+                        let mut n = 0;
+                        done_tx.send_modify(|d| {
+                            *d += 1;
+                            n = *d;
+                        });
+                        n
+                    };
+                    if finished == ids.len() {
+                        *finished_at.lock().unwrap() = Some(Instant::now());
+                    }
+                    let _ = done_rx.wait_for(|d| *d == ids.len()).await;
+                    handle.shutdown();
+                    let _ = task.await;
+                    (all, handle.status())
+                })
+            })
+        })
+        .collect();
+    start.wait();
+    let started = Instant::now();
+    let mut all = Histogram::default();
+    let mut status = Vec::new();
+    for t in threads {
+        let (h, s) = t.join().unwrap();
+        all.merge(&h);
+        status.push(s);
+    }
+    let elapsed = finished_at.lock().unwrap().unwrap_or_else(Instant::now) - started;
+    summarize(ops, elapsed, &all, &status)
 }
 
 fn main() {
@@ -199,8 +301,8 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "rabia minimal benchmark: 3 replicas in-process, in-memory transport and storage, {}-byte operations, {} operations per run, median of {} runs",
-        args.payload, args.ops, args.runs
+        "rabia minimal benchmark: 3 replicas in-process, in-memory transport and storage, {}-byte operations, {} operations per run, median of {} runs, {} tokio runtime",
+        args.payload, args.ops, args.runs, args.runtime
     );
     println!(
         "{:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8}",
@@ -213,7 +315,13 @@ fn main() {
             args.ops
         };
         let mut results: Vec<RunResult> = (0..args.runs)
-            .map(|_| runtime.block_on(run_once(clients, ops, args.payload)))
+            .map(|_| {
+                if args.runtime == "per-node" {
+                    run_per_node(clients, ops, args.payload)
+                } else {
+                    run_shared(&runtime, clients, ops, args.payload)
+                }
+            })
             .collect();
         results.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
         let m = &results[results.len() / 2];
