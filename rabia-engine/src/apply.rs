@@ -22,22 +22,22 @@ use tokio::time::Instant;
 pub(crate) type WaiterRegistry = Arc<Mutex<HashMap<BatchId, Vec<Option<Waiter>>>>>;
 
 /// Work for the apply task, in order.
-pub(crate) enum ApplyCommand<SM> {
+pub(crate) enum ApplyCommand {
     /// The next slot to apply, with the time it was decided.
     Deliver {
         delivery: Delivery,
         decided_at: Instant,
     },
-    /// A local read.
-    Query(Box<dyn FnOnce(&SM) + Send>),
 }
+
+/// A local read, run between two applied operations.
+pub(crate) type LocalQuery<SM> = Box<dyn FnOnce(&SM) + Send>;
 
 /// What the apply task reports.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ApplyProgress {
     pub(crate) next_slot: Slot,
     pub(crate) decide_to_apply: LatencySummary,
-    pub(crate) last_snapshot: Option<Slot>,
 }
 
 pub(crate) struct SnapshotPolicy {
@@ -64,10 +64,25 @@ pub(crate) struct Applier<SM> {
 impl<SM: StateMachine + 'static> Applier<SM> {
     pub(crate) async fn run(
         mut self,
-        mut commands: mpsc::Receiver<ApplyCommand<SM>>,
+        mut commands: mpsc::Receiver<ApplyCommand>,
+        mut queries: mpsc::Receiver<LocalQuery<SM>>,
     ) -> Result<(), EngineError> {
         let mut since_publish = 0u32;
-        while let Some(command) = commands.recv().await {
+        loop {
+            // Deliveries first: local reads have their own queue, so a flood
+            // of reads can neither fill the delivery queue nor stall the
+            // engine loop that feeds it.
+            let command = tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+                Some(query) = queries.recv() => {
+                    query(&self.state_machine);
+                    continue;
+                }
+            };
             match command {
                 ApplyCommand::Deliver {
                     delivery,
@@ -82,7 +97,6 @@ impl<SM: StateMachine + 'static> Applier<SM> {
                     }
                     self.maybe_snapshot().await?;
                 }
-                ApplyCommand::Query(query) => query(&self.state_machine),
             }
         }
         self.publish();
@@ -209,7 +223,6 @@ impl<SM: StateMachine + 'static> Applier<SM> {
         }
         self.bytes_since_snapshot = 0;
         self.applied_since_snapshot = false;
-        self.progress.send_modify(|p| p.last_snapshot = Some(base));
         tracing::debug!(base_slot = base.0, "snapshot handed to persistence");
         Ok(())
     }

@@ -27,6 +27,36 @@ const REQUEST_BURST: usize = 4096;
 /// Most inbound messages handled in one loop iteration.
 const MESSAGE_BURST: usize = 256;
 
+/// The outcome of handing work to a bounded queue.
+enum Queued {
+    Sent,
+    /// Shutdown was requested while waiting for space.
+    Shutdown,
+    /// The receiving task is gone.
+    Closed,
+}
+
+/// Waits for space in a bounded queue, but gives up on shutdown: a stuck
+/// state machine or disk must not make the engine deaf to `shutdown()`.
+async fn send_or_stop<T>(
+    queue: &mpsc::Sender<T>,
+    item: T,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Queued {
+    let permit = tokio::select! {
+        biased;
+        permit = queue.reserve() => permit,
+        _ = shutdown.wait_for(|stop| *stop) => return Queued::Shutdown,
+    };
+    match permit {
+        Ok(permit) => {
+            permit.send(item);
+            Queued::Sent
+        }
+        Err(_) => Queued::Closed,
+    }
+}
+
 enum PersistEvent {
     TaskEnded(Result<Result<(), PersistenceError>, tokio::task::JoinError>),
     Snapshot(Option<PersistCommand>),
@@ -47,7 +77,7 @@ pub(crate) enum Persistor {
     },
 }
 
-pub(crate) struct Driver<SM> {
+pub(crate) struct Driver {
     pub(crate) me: NodeId,
     pub(crate) config: RabiaConfig,
     pub(crate) replica: Replica,
@@ -61,7 +91,7 @@ pub(crate) struct Driver<SM> {
     /// Keeps the durability channel open in inline mode (a closed channel
     /// would make `changed()` return at once, forever).
     pub(crate) _durable_keepalive: watch::Sender<u64>,
-    pub(crate) apply: mpsc::Sender<ApplyCommand<SM>>,
+    pub(crate) apply: mpsc::Sender<ApplyCommand>,
     pub(crate) waiters: WaiterRegistry,
     pub(crate) apply_task: JoinHandle<Result<(), EngineError>>,
     pub(crate) apply_progress: watch::Receiver<ApplyProgress>,
@@ -74,9 +104,13 @@ pub(crate) struct Driver<SM> {
     pub(crate) operations_batched: u64,
     pub(crate) largest_batch: usize,
     pub(crate) next_status: Instant,
+    /// Base slot of the latest durable snapshot.
+    pub(crate) snapshot_durable: watch::Sender<Option<rabia_core::Slot>>,
+    /// Fire-and-forget operations that could not be accepted.
+    pub(crate) refused_operations: u64,
 }
 
-impl<SM: Send + 'static> Driver<SM> {
+impl Driver {
     fn now(&self) -> CoreInstant {
         CoreInstant(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
@@ -181,6 +215,7 @@ impl<SM: Send + 'static> Driver<SM> {
                             {
                                 storage.save_snapshot(&snapshot).await?;
                                 storage.truncate_before(snapshot.base_slot).await?;
+                                self.snapshot_durable.send_replace(Some(snapshot.base_slot));
                             }
                         }
                     }
@@ -282,6 +317,13 @@ impl<SM: Send + 'static> Driver<SM> {
     fn on_request(&mut self, request: ClientRequest) {
         let ClientRequest { operation, reply } = request;
         if !self.batcher.fits_alone(&operation) {
+            if reply.is_none() {
+                self.refused_operations += 1;
+                tracing::warn!(
+                    bytes = operation.encoded_len(),
+                    "fire-and-forget operation larger than max_batch_bytes dropped"
+                );
+            }
             if let Some(reply) = reply {
                 let _ = reply.send(Err(SubmitError::Invalid {
                     reason: format!(
@@ -352,6 +394,10 @@ impl<SM: Send + 'static> Driver<SM> {
                 let reason = refused.to_string();
                 let overloaded = matches!(refused, rabia_core::SubmitError::Overloaded { .. });
                 for (operation, waiter) in refused.into_operations().into_iter().zip(waiters) {
+                    if waiter.is_none() {
+                        self.refused_operations += 1;
+                        tracing::warn!(%reason, "fire-and-forget operation refused");
+                    }
                     if let Some(waiter) = waiter {
                         let error = if overloaded {
                             SubmitError::Overloaded { operation }
@@ -414,13 +460,16 @@ impl<SM: Send + 'static> Driver<SM> {
                 }
                 Action::Persist { token, record } => match &self.persist {
                     Persistor::Task { commands, .. } => {
-                        commands
-                            .send(PersistCommand::Record {
-                                token: token.0,
-                                record,
-                            })
-                            .await
-                            .map_err(|_| EngineError::Internal("persistence task gone".into()))?;
+                        let commands = commands.clone();
+                        let command = PersistCommand::Record {
+                            token: token.0,
+                            record,
+                        };
+                        match send_or_stop(&commands, command, &mut self.shutdown).await {
+                            Queued::Sent => {}
+                            Queued::Shutdown => return Ok(()),
+                            Queued::Closed => return Err(self.persistence_failure().await),
+                        }
                     }
                     Persistor::Inline { .. } => {
                         inline_records.push(record);
@@ -434,13 +483,16 @@ impl<SM: Send + 'static> Driver<SM> {
                             self.submit_to_decide.record(decided_at - created);
                         }
                     }
-                    self.apply
-                        .send(ApplyCommand::Deliver {
-                            delivery,
-                            decided_at,
-                        })
-                        .await
-                        .map_err(|_| EngineError::Internal("apply task gone".into()))?;
+                    let apply = self.apply.clone();
+                    let command = ApplyCommand::Deliver {
+                        delivery,
+                        decided_at,
+                    };
+                    match send_or_stop(&apply, command, &mut self.shutdown).await {
+                        Queued::Sent => {}
+                        Queued::Shutdown => return Ok(()),
+                        Queued::Closed => return Err(self.apply_failure().await),
+                    }
                 }
                 Action::NeedSnapshot { peer, slot } => {
                     tracing::warn!(
@@ -452,6 +504,27 @@ impl<SM: Send + 'static> Driver<SM> {
             }
         }
         Ok(())
+    }
+
+    /// The real error of a persistence task whose queue closed.
+    async fn persistence_failure(&mut self) -> EngineError {
+        match &mut self.persist {
+            Persistor::Task { task, .. } => match task.await {
+                Ok(Err(e)) => EngineError::Persistence(e),
+                Ok(Ok(())) => EngineError::Internal("persistence task ended".into()),
+                Err(e) => EngineError::Internal(format!("persistence task panicked: {e}")),
+            },
+            Persistor::Inline { .. } => EngineError::Internal("persistence queue closed".into()),
+        }
+    }
+
+    /// The real error of an apply task whose queue closed.
+    async fn apply_failure(&mut self) -> EngineError {
+        match (&mut self.apply_task).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => EngineError::Internal("apply task ended".into()),
+            Err(e) => EngineError::Internal(format!("apply task panicked: {e}")),
+        }
     }
 
     fn publish_status(&mut self, stopped: Option<String>) {
@@ -486,7 +559,8 @@ impl<SM: Send + 'static> Driver<SM> {
             max_batch_size: self.largest_batch,
             submit_to_decide: self.submit_to_decide.summary(),
             decide_to_apply: progress.decide_to_apply,
-            last_snapshot: progress.last_snapshot,
+            last_snapshot: *self.snapshot_durable.borrow(),
+            refused_operations: self.refused_operations,
             peers,
             transport: self
                 .transport

@@ -2,7 +2,9 @@
 //! recovers from persistence, restores the state machine, spawns the
 //! persistence and apply tasks and runs the engine loop.
 
-use crate::apply::{Applier, ApplyCommand, ApplyProgress, SnapshotPolicy, WaiterRegistry};
+use crate::apply::{
+    Applier, ApplyCommand, ApplyProgress, LocalQuery, SnapshotPolicy, WaiterRegistry,
+};
 use crate::batcher::Batcher;
 use crate::driver::{Driver, Persistor};
 use crate::error::EngineError;
@@ -23,6 +25,8 @@ use tracing::Instrument;
 
 /// Capacity of the engine → apply and engine → persistence queues.
 const TASK_QUEUE: usize = 65_536;
+/// Capacity of the local-read queue.
+const QUERY_QUEUE: usize = 1_024;
 
 /// One replica of a Rabia cluster: the protocol, its persistence, its state
 /// machine and its clients, driven by tokio.
@@ -73,8 +77,10 @@ pub struct RabiaEngine<SM> {
     operations: mpsc::UnboundedReceiver<Operation>,
     requests_tx: mpsc::Sender<ClientRequest>,
     requests_rx: mpsc::Receiver<ClientRequest>,
-    apply_tx: mpsc::Sender<ApplyCommand<SM>>,
-    apply_rx: mpsc::Receiver<ApplyCommand<SM>>,
+    apply_tx: mpsc::Sender<ApplyCommand>,
+    apply_rx: mpsc::Receiver<ApplyCommand>,
+    query_tx: mpsc::Sender<LocalQuery<SM>>,
+    query_rx: mpsc::Receiver<LocalQuery<SM>>,
     status_tx: watch::Sender<EngineStatus>,
     shutdown_tx: Arc<watch::Sender<bool>>,
 }
@@ -104,6 +110,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
     ) -> Self {
         let (requests_tx, requests_rx) = mpsc::channel(config.max_queued_operations.max(1));
         let (apply_tx, apply_rx) = mpsc::channel(TASK_QUEUE);
+        let (query_tx, query_rx) = mpsc::channel(QUERY_QUEUE);
         let (status_tx, _) = watch::channel(EngineStatus {
             node_id: Some(node_id),
             ..EngineStatus::default()
@@ -121,6 +128,8 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             requests_rx,
             apply_tx,
             apply_rx,
+            query_tx,
+            query_rx,
             status_tx,
             shutdown_tx: Arc::new(shutdown_tx),
         }
@@ -144,7 +153,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
     /// A relaxed local reader of this replica's state machine.
     pub fn local_reader(&self) -> LocalReader<SM> {
         LocalReader {
-            apply: self.apply_tx.clone(),
+            queries: self.query_tx.clone(),
         }
     }
 
@@ -211,6 +220,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
 
         let (persist_tx, persist_rx) = mpsc::channel(TASK_QUEUE);
         let (durable_tx, durable_rx) = watch::channel(0u64);
+        let (snapshot_tx, _) = watch::channel(recovered.snapshot.as_ref().map(|s| s.base_slot));
         let persistor = if self.persistence.is_volatile() {
             // Nothing to wait for: append inline and skip two task hops per
             // record.
@@ -222,8 +232,13 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             Persistor::Task {
                 commands: persist_tx.clone(),
                 task: tokio::spawn(
-                    persist::run(self.persistence, persist_rx, durable_tx.clone())
-                        .in_current_span(),
+                    persist::run(
+                        self.persistence,
+                        persist_rx,
+                        durable_tx.clone(),
+                        snapshot_tx.clone(),
+                    )
+                    .in_current_span(),
                 ),
             }
         };
@@ -231,7 +246,6 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
         let waiters: WaiterRegistry = Arc::new(Mutex::new(HashMap::new()));
         let (progress_tx, progress_rx) = watch::channel(ApplyProgress {
             next_slot: base_slot,
-            last_snapshot: recovered.snapshot.as_ref().map(|s| s.base_slot),
             ..ApplyProgress::default()
         });
         let applier = Applier {
@@ -252,7 +266,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             last_snapshot_at: Instant::now(),
             applied_since_snapshot: false,
         };
-        let apply_task = tokio::spawn(applier.run(self.apply_rx).in_current_span());
+        let apply_task = tokio::spawn(applier.run(self.apply_rx, self.query_rx).in_current_span());
 
         let peers = self
             .cluster
@@ -288,6 +302,8 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             operations_batched: 0,
             largest_batch: 0,
             next_status: origin,
+            snapshot_durable: snapshot_tx,
+            refused_operations: 0,
         };
         let result = driver.run().await;
         if let Err(e) = &result {

@@ -2,7 +2,7 @@
 //! result), [`Session`] (exactly-once operations) and [`LocalReader`]
 //! (relaxed reads of the local state).
 
-use crate::apply::ApplyCommand;
+use crate::apply::LocalQuery;
 use crate::error::SubmitError;
 use crate::status::EngineStatus;
 use rabia_core::smr::StateMachine;
@@ -132,15 +132,31 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session with a chosen client id, submitting through `handle`.
-    /// Reusing an id continues that session (sequence numbers restart at 1:
-    /// only do this for a fresh id).
+    /// A new session with a chosen (fresh) client id, submitting through
+    /// `handle`; sequence numbers start at 1. To continue an existing
+    /// session use [`Session::resume`].
     pub fn new(handle: EngineHandle, client: ClientId) -> Self {
         Session {
             handle,
             client,
             next_seq: AtomicU64::new(1),
         }
+    }
+
+    /// Continues an existing session (e.g. after the client process
+    /// restarted with its id and position saved): the next operation gets
+    /// sequence number `next_seq`.
+    pub fn resume(handle: EngineHandle, client: ClientId, next_seq: u64) -> Self {
+        Session {
+            handle,
+            client,
+            next_seq: AtomicU64::new(next_seq.max(1)),
+        }
+    }
+
+    /// The sequence number the next operation will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
     }
 
     /// The session's client id.
@@ -167,13 +183,13 @@ impl Session {
 /// stale (it sees every operation this node has applied, which may trail
 /// the cluster). Use [`EngineHandle::read`] for a linearizable read.
 pub struct LocalReader<SM> {
-    pub(crate) apply: mpsc::Sender<ApplyCommand<SM>>,
+    pub(crate) queries: mpsc::Sender<LocalQuery<SM>>,
 }
 
 impl<SM> Clone for LocalReader<SM> {
     fn clone(&self) -> Self {
         LocalReader {
-            apply: self.apply.clone(),
+            queries: self.queries.clone(),
         }
     }
 }
@@ -192,10 +208,10 @@ impl<SM: StateMachine + 'static> LocalReader<SM> {
         query: impl FnOnce(&SM) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        let command = ApplyCommand::Query(Box::new(move |sm: &SM| {
+        let command: LocalQuery<SM> = Box::new(move |sm: &SM| {
             let _ = tx.send(query(sm));
-        }));
-        self.apply
+        });
+        self.queries
             .send(command)
             .await
             .map_err(|_| SubmitError::Stopped)?;

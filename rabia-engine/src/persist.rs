@@ -4,6 +4,7 @@
 //! which never blocks, so the engine loop and this task cannot deadlock.
 
 use rabia_core::protocol::PersistRecord;
+use rabia_core::Slot;
 use rabia_persistence::{Persistence, PersistenceError, Snapshot};
 use tokio::sync::{mpsc, watch};
 
@@ -22,6 +23,7 @@ pub(crate) async fn run(
     mut storage: Box<dyn Persistence>,
     mut commands: mpsc::Receiver<PersistCommand>,
     durable: watch::Sender<u64>,
+    snapshot_durable: watch::Sender<Option<Slot>>,
 ) -> Result<(), PersistenceError> {
     let mut records: Vec<PersistRecord> = Vec::new();
     let mut group: Vec<PersistCommand> = Vec::new();
@@ -47,6 +49,7 @@ pub(crate) async fn run(
                     }
                     storage.save_snapshot(&snapshot).await?;
                     storage.truncate_before(snapshot.base_slot).await?;
+                    snapshot_durable.send_replace(Some(snapshot.base_slot));
                 }
             }
         }

@@ -141,8 +141,12 @@ pub struct EngineStatus {
     pub submit_to_decide: LatencySummary,
     /// From a decision to its application here.
     pub decide_to_apply: LatencySummary,
-    /// Snapshot base slot of the latest durable snapshot.
+    /// Base slot of the latest durable snapshot.
     pub last_snapshot: Option<Slot>,
+    /// Fire-and-forget operations (the guide's `operation_tx`) that were
+    /// refused (oversized, or the replica was overloaded); they have no
+    /// reply channel, so this counter is where they show.
+    pub refused_operations: u64,
     /// Peers.
     pub peers: Vec<PeerStatus>,
     /// Transport counters.

@@ -490,3 +490,36 @@ async fn shutdown_before_run_is_honoured() {
     let ended = tokio::time::timeout(Duration::from_secs(60), engine.run()).await;
     assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn refused_fire_and_forget_operations_are_counted() {
+    let me = NodeId::from_u64(1);
+    let (operation_tx, operation_rx) = mpsc::unbounded_channel();
+    let config = RabiaConfig {
+        max_batch_bytes: 1024,
+        ..RabiaConfig::default()
+    };
+    let engine = RabiaEngine::new(
+        me,
+        config,
+        ClusterConfig::new(me, [me].into_iter().collect()),
+        Counter::default(),
+        InMemoryPersistence::new(),
+        operation_rx,
+    );
+    let handle = engine.handle();
+    let task = tokio::spawn(engine.run());
+    operation_tx.send(Operation::new(vec![0; 4096])).unwrap();
+    operation_tx.send(Operation::new(add(1))).unwrap();
+    let status = wait_status(&handle, |s| {
+        s.refused_operations == 1 && s.applied_slot >= Slot(1)
+    })
+    .await;
+    assert_eq!(status.refused_operations, 1);
+    // A session resumed at a position continues its numbering.
+    let session = rabia_engine::Session::resume(handle.clone(), rabia_core::ClientId(77), 5);
+    assert_eq!(session.operation(add(1)).session.unwrap().seq, 5);
+    assert_eq!(session.next_seq(), 6);
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+}
