@@ -35,6 +35,12 @@ pub enum PersistenceError {
         /// Why it failed.
         reason: String,
     },
+    /// Another process holds the data directory.
+    #[error("data directory is locked by another process ({path})")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The storage was used after a failure or was closed.
     #[error("storage unavailable: {reason}")]
     Unavailable {

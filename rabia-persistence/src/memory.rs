@@ -72,10 +72,16 @@ impl Persistence for InMemoryPersistence {
         self.with(|store| {
             let incarnation = store.next_incarnation;
             store.next_incarnation += 1;
+            let base = store.snapshot.as_ref().map_or(Slot::ZERO, |s| s.base_slot);
             Recovered {
                 incarnation,
                 snapshot: store.snapshot.clone(),
-                records: store.records.clone(),
+                records: store
+                    .records
+                    .iter()
+                    .filter(|r| r.slot() >= base)
+                    .cloned()
+                    .collect(),
             }
         })
     }

@@ -1,0 +1,241 @@
+//! Crash consistency of `FilePersistence`: crash images built from what was
+//! durable, torn tails at every byte, bit flips, corrupt snapshots, locks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::prelude::*;
+use rabia_core::protocol::{DecidedFilter, PersistRecord};
+use rabia_core::smr::SessionTable;
+use rabia_core::{Epoch, Slot, SlotValue};
+use rabia_persistence::{FileOptions, FilePersistence, Persistence, PersistenceError, Snapshot};
+use std::path::{Path, PathBuf};
+
+fn record(slot: u64) -> PersistRecord {
+    PersistRecord::Decided {
+        slot: Slot(slot),
+        value: SlotValue::Null,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn open(dir: &Path) -> FilePersistence {
+    FilePersistence::open(dir, FileOptions::default()).unwrap()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Writes `n` records in groups of 3 (each group synced) and returns the
+/// size of the single segment after each record.
+fn write_records(dir: &Path, n: u64) -> Vec<u64> {
+    block_on(async {
+        let mut store = open(dir);
+        store.recover().await.unwrap();
+        let mut ends = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(3) {
+            for slot in chunk {
+                store.append(&[record(*slot)]).await.unwrap();
+                ends.push(std::fs::metadata(&segments(dir)[0]).unwrap().len());
+            }
+        }
+        ends
+    })
+}
+
+fn recover(dir: &Path) -> Result<Vec<PersistRecord>, PersistenceError> {
+    block_on(async {
+        let mut store = FilePersistence::open(dir, FileOptions::default())?;
+        Ok(store.recover().await?.records)
+    })
+}
+
+#[test]
+fn records_survive_reopen_and_incarnations_increase() {
+    let dir = tempfile::tempdir().unwrap();
+    write_records(dir.path(), 10);
+    let (a, b) = block_on(async {
+        let mut store = open(dir.path());
+        let a = store.recover().await.unwrap();
+        drop(store);
+        let mut store = open(dir.path());
+        let b = store.recover().await.unwrap();
+        (a, b)
+    });
+    assert_eq!(a.records, (0..10).map(record).collect::<Vec<_>>());
+    assert_eq!(b.records.len(), 10);
+    assert_eq!((a.incarnation, b.incarnation), (1, 2));
+}
+
+#[test]
+fn a_second_process_cannot_open_a_locked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    match FilePersistence::open(dir.path(), FileOptions::default()) {
+        Err(PersistenceError::Locked { path }) => assert!(path.ends_with("LOCK")),
+        other => panic!("expected a lock error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_torn_last_record_is_cut_at_every_byte_and_nothing_before_it_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_records(dir.path(), 6);
+    let segment = segments(dir.path())[0].clone();
+    let full = std::fs::read(&segment).unwrap();
+    let last_start = ends[4] as usize;
+    for cut in last_start..full.len() {
+        std::fs::write(&segment, &full[..cut]).unwrap();
+        let records = recover(dir.path()).unwrap();
+        assert_eq!(
+            records,
+            (0..5).map(record).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
+        assert_eq!(
+            std::fs::metadata(&segment).unwrap().len(),
+            last_start as u64,
+            "tail truncated"
+        );
+    }
+    // And the log keeps working after the repair.
+    std::fs::write(&segment, &full).unwrap();
+    assert_eq!(recover(dir.path()).unwrap().len(), 6);
+}
+
+#[test]
+fn corruption_in_the_middle_is_a_fatal_error_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_records(dir.path(), 6);
+    let segment = segments(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let victim = ends[1] as usize + 10; // inside record 2's payload
+    bytes[victim] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    match recover(dir.path()) {
+        Err(PersistenceError::Corrupted {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, segment);
+            assert_eq!(offset, ends[1]);
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+fn snapshot(slot: u64) -> Snapshot {
+    Snapshot {
+        base_slot: Slot(slot),
+        epoch: Epoch(0),
+        state: vec![slot as u8; 32],
+        sessions: SessionTable::default(),
+        filter: DecidedFilter::default(),
+    }
+}
+
+#[test]
+fn snapshots_replace_the_log_behind_them_and_fall_back_when_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileOptions {
+        segment_bytes_max: 64,
+        snapshots_kept: 2,
+        ..FileOptions::default()
+    };
+    block_on(async {
+        let mut store = FilePersistence::open(dir.path(), options.clone()).unwrap();
+        store.recover().await.unwrap();
+        for slot in 0..20 {
+            store.append(&[record(slot)]).await.unwrap();
+        }
+        let before = store.segment_count();
+        store.save_snapshot(&snapshot(10)).await.unwrap();
+        store.truncate_before(Slot(10)).await.unwrap();
+        assert!(
+            store.segment_count() < before,
+            "segments behind the snapshot are deleted"
+        );
+        store.save_snapshot(&snapshot(15)).await.unwrap();
+    });
+    let recovered = block_on(async {
+        let mut store = FilePersistence::open(dir.path(), options.clone()).unwrap();
+        store.recover().await.unwrap()
+    });
+    assert_eq!(recovered.snapshot.unwrap().base_slot, Slot(15));
+    assert_eq!(recovered.records, (15..20).map(record).collect::<Vec<_>>());
+
+    // Corrupt the newest snapshot: the older one is used.
+    let newest = dir
+        .path()
+        .join("snapshots")
+        .join(format!("{:020}.snap", 15));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&newest, &bytes).unwrap();
+    let recovered = block_on(async {
+        let mut store = FilePersistence::open(dir.path(), options.clone()).unwrap();
+        store.recover().await.unwrap()
+    });
+    assert_eq!(recovered.snapshot.unwrap().base_slot, Slot(10));
+
+    // Corrupt the older one too: a clear error, not silent loss.
+    let older = dir
+        .path()
+        .join("snapshots")
+        .join(format!("{:020}.snap", 10));
+    std::fs::write(&older, b"garbage").unwrap();
+    let result = block_on(async {
+        let mut store = FilePersistence::open(dir.path(), options).unwrap();
+        store.recover().await
+    });
+    assert!(
+        matches!(result, Err(PersistenceError::Corrupted { .. })),
+        "{result:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any crash image (a prefix of the log, possibly with garbage after it)
+    /// never panics; every record wholly inside the prefix is recovered or
+    /// the corruption is reported.
+    #[test]
+    fn arbitrary_crash_images_never_panic_or_lose_complete_records(
+        n in 1u64..12,
+        cut_fraction in 0.0f64..1.0,
+        garbage in proptest::collection::vec(any::<u8>(), 0..24),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let ends = write_records(dir.path(), n);
+        let segment = segments(dir.path())[0].clone();
+        let full = std::fs::read(&segment).unwrap();
+        let cut = 16 + ((full.len() - 16) as f64 * cut_fraction) as usize;
+        let mut image = full[..cut].to_vec();
+        image.extend_from_slice(&garbage);
+        std::fs::write(&segment, &image).unwrap();
+        let complete = ends.iter().filter(|end| **end as usize <= cut).count();
+        match recover(dir.path()) {
+            Ok(records) => {
+                prop_assert!(records.len() >= complete, "lost a complete record");
+                prop_assert_eq!(&records[..complete], &(0..complete as u64).map(record).collect::<Vec<_>>()[..]);
+            }
+            Err(PersistenceError::Corrupted { .. }) => {}
+            Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+        }
+    }
+}
