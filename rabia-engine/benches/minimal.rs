@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p rabia-engine --bench minimal -- [--clients 1,64,256,1024,4096]
 //!     [--ops 200000] [--payload 16] [--runs 3] [--runtime multi|current|per-node]
+//!     [--persistence memory|file]
 //! ```
 //!
 //! Runtimes: `multi` (default) puts the three replicas and every client on
@@ -27,7 +28,7 @@ use rabia_core::smr::{Operation, OperationResult, StateMachine};
 use rabia_core::{ClusterConfig, NodeId};
 use rabia_engine::{EngineHandle, Histogram, RabiaConfig, RabiaEngine};
 use rabia_network::InMemoryNetwork;
-use rabia_persistence::InMemoryPersistence;
+use rabia_persistence::{FileOptions, FilePersistence, InMemoryPersistence};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +64,7 @@ impl StateMachine for Sink {
 
 struct Args {
     runtime: String,
+    file: bool,
     clients: Vec<usize>,
     ops: u64,
     payload: usize,
@@ -72,6 +74,7 @@ struct Args {
 fn parse() -> Args {
     let mut args = Args {
         runtime: "multi".into(),
+        file: false,
         clients: vec![1, 64, 256, 1024, 4096],
         ops: 200_000,
         payload: 16,
@@ -92,6 +95,13 @@ fn parse() -> Args {
             "--payload" => args.payload = it.next().unwrap().parse().unwrap(),
             "--runs" => args.runs = it.next().unwrap().parse().unwrap(),
             "--runtime" => args.runtime = it.next().unwrap(),
+            "--persistence" => {
+                args.file = match it.next().unwrap().as_str() {
+                    "file" => true,
+                    "memory" => false,
+                    other => panic!("--persistence must be memory or file, not {other}"),
+                }
+            }
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -125,15 +135,32 @@ async fn client(handle: EngineHandle, remaining: Arc<AtomicU64>, payload: usize)
 fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEngine<Sink> {
     let cluster = ClusterConfig::new(id, ids.iter().copied().collect());
     let (_tx, rx) = mpsc::unbounded_channel();
-    RabiaEngine::new(
-        id,
-        RabiaConfig::default(),
-        cluster,
-        Sink::default(),
-        InMemoryPersistence::new(),
-        rx,
-    )
-    .with_transport(network.endpoint(id))
+    let config = RabiaConfig::default();
+    let engine = if std::env::var("RABIA_BENCH_FILE").is_ok() {
+        // A fresh data directory per replica and run; fdatasync on every
+        // group commit (SyncPolicy::Always).
+        let dir = tempfile::Builder::new()
+            .prefix("rabia-bench-")
+            .tempdir_in(
+                std::env::var("RABIA_BENCH_DIR")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|_| std::env::temp_dir()),
+            )
+            .unwrap()
+            .keep();
+        let storage = FilePersistence::open(&dir, FileOptions::default()).unwrap();
+        RabiaEngine::new(id, config, cluster, Sink::default(), storage, rx)
+    } else {
+        RabiaEngine::new(
+            id,
+            config,
+            cluster,
+            Sink::default(),
+            InMemoryPersistence::new(),
+            rx,
+        )
+    };
+    engine.with_transport(network.endpoint(id))
 }
 
 fn summarize(
@@ -296,12 +323,17 @@ fn run_per_node(clients: usize, ops: u64, payload: usize) -> RunResult {
 
 fn main() {
     let args = parse();
+    if args.file {
+        // Read by engine_for on every thread, including per-node ones.
+        std::env::set_var("RABIA_BENCH_FILE", "1");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     println!(
-        "rabia minimal benchmark: 3 replicas in-process, in-memory transport and storage, {}-byte operations, {} operations per run, median of {} runs, {} tokio runtime",
+        "rabia minimal benchmark: 3 replicas in-process, in-memory transport, {} storage, {}-byte operations, {} operations per run, median of {} runs, {} tokio runtime",
+        if args.file { "file (fdatasync per group commit)" } else { "in-memory" },
         args.payload, args.ops, args.runs, args.runtime
     );
     println!(

@@ -7,6 +7,8 @@
 //!   seed, with network, disk and crash faults, and checks every safety
 //!   property after every event and liveness after healing.
 //! * [`checkers`]: the properties, one per module, usable on any history.
+//! * [`conformance`]: contract suites that any `Persistence` backend must
+//!   pass (run them against your own).
 //!
 //! ```
 //! use rabia_testing::sim::{run, SimConfig};
@@ -18,4 +20,5 @@
 //! ```
 
 pub mod checkers;
+pub mod conformance;
 pub mod sim;
