@@ -132,6 +132,15 @@ async fn client(handle: EngineHandle, remaining: Arc<AtomicU64>, payload: usize)
     latencies
 }
 
+/// Data directories created by the current run (removed after it).
+static BENCH_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn remove_bench_dirs() {
+    for dir in BENCH_DIRS.lock().unwrap().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEngine<Sink> {
     let cluster = ClusterConfig::new(id, ids.iter().copied().collect());
     let (_tx, rx) = mpsc::unbounded_channel();
@@ -149,6 +158,7 @@ fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEng
             .unwrap()
             .keep();
         let storage = FilePersistence::open(&dir, FileOptions::default()).unwrap();
+        BENCH_DIRS.lock().unwrap().push(dir);
         RabiaEngine::new(id, config, cluster, Sink::default(), storage, rx)
     } else {
         RabiaEngine::new(
@@ -348,11 +358,13 @@ fn main() {
         };
         let mut results: Vec<RunResult> = (0..args.runs)
             .map(|_| {
-                if args.runtime == "per-node" {
+                let result = if args.runtime == "per-node" {
                     run_per_node(clients, ops, args.payload)
                 } else {
                     run_shared(&runtime, clients, ops, args.payload)
-                }
+                };
+                remove_bench_dirs();
+                result
             })
             .collect();
         results.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));

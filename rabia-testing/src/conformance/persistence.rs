@@ -6,6 +6,10 @@
 //! each time — a restart of the node. Every check starts from an empty store
 //! it gets from `open`, so run the suite against a fresh location.
 
+// A test suite: breaking the contract (or failing to run) panics with a
+// description, like any failed assertion.
+#![allow(clippy::expect_used)]
+
 use rabia_core::protocol::{DecidedFilter, Message, PersistRecord};
 use rabia_core::smr::SessionTable;
 use rabia_core::{Epoch, Phase, Slot, SlotValue};
