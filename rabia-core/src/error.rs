@@ -38,6 +38,23 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// Refuses a zero count, size or duration (`value` in any unit).
+    pub fn require_positive(
+        field: &'static str,
+        value: impl Into<u128>,
+    ) -> Result<(), ConfigError> {
+        if value.into() == 0 {
+            Err(ConfigError::InvalidSetting {
+                field,
+                reason: "must be greater than zero".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// A refused submission (rejection class): the operations are handed back.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SubmitError {

@@ -82,16 +82,7 @@ impl Default for RabiaConfig {
 impl RabiaConfig {
     /// Refuses zero sizes and intervals, and inconsistent combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn positive(field: &'static str, value: u128) -> Result<(), ConfigError> {
-            if value == 0 {
-                Err(ConfigError::InvalidSetting {
-                    field,
-                    reason: "must be greater than zero".into(),
-                })
-            } else {
-                Ok(())
-            }
-        }
+        let positive = |field, value: u128| ConfigError::require_positive(field, value);
         positive("max_batch_size", self.max_batch_size as u128)?;
         positive("max_batch_bytes", self.max_batch_bytes as u128)?;
         positive("heartbeat_interval", self.heartbeat_interval.as_nanos())?;

@@ -19,25 +19,47 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--groups" => groups = args.next().unwrap().split(',').map(|g| g.parse().unwrap()).collect(),
+            "--groups" => {
+                groups = args
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|g| g.parse().unwrap())
+                    .collect()
+            }
             "--records" => records = args.next().unwrap().parse().unwrap(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
-    let base = std::env::var("RABIA_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let base = std::env::var("RABIA_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     println!("FilePersistence append, SyncPolicy::Always, {records} State records per run (about 30 bytes each)");
-    println!("{:>8} {:>14} {:>12} {:>14}", "group", "records/s", "syncs/s", "µs per sync");
+    println!(
+        "{:>8} {:>14} {:>12} {:>14}",
+        "group", "records/s", "syncs/s", "µs per sync"
+    );
     for group in groups {
-        let dir = tempfile::Builder::new().prefix("rabia-wal-bench-").tempdir_in(&base).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rabia-wal-bench-")
+            .tempdir_in(&base)
+            .unwrap();
         let elapsed = runtime.block_on(async {
             let mut store = FilePersistence::open(dir.path(), FileOptions::default()).unwrap();
             store.recover().await.unwrap();
             let batch: Vec<PersistRecord> = (0..group as u64)
                 .map(|i| PersistRecord::Sent {
                     slot: Slot(i),
-                    message: Message::State { slot: Slot(i), phase: Phase(1), bit: Bit::One, candidate: None },
+                    message: Message::State {
+                        slot: Slot(i),
+                        phase: Phase(1),
+                        bit: Bit::One,
+                        candidate: None,
+                    },
                 })
                 .collect();
             let appends = records.div_ceil(group);

@@ -66,16 +66,7 @@ impl Default for ReplicaConfig {
 impl ReplicaConfig {
     /// Refuses zero capacities and zero intervals.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
-            if value == 0 {
-                Err(ConfigError::InvalidSetting {
-                    field,
-                    reason: "must be greater than zero".into(),
-                })
-            } else {
-                Ok(())
-            }
-        }
+        let positive = |field, value: u64| ConfigError::require_positive(field, value);
         positive("pending_batches_max", self.pending_batches_max as u64)?;
         positive("batch_operations_max", self.batch_operations_max as u64)?;
         positive("batch_bytes_max", self.batch_bytes_max as u64)?;
