@@ -144,7 +144,10 @@ fn remove_bench_dirs() {
 fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEngine<Sink> {
     let cluster = ClusterConfig::new(id, ids.iter().copied().collect());
     let (_tx, rx) = mpsc::unbounded_channel();
-    let config = RabiaConfig::default();
+    let mut config = RabiaConfig::default();
+    if let Ok(ms) = std::env::var("RABIA_BENCH_BATCH_TIMEOUT_MS") {
+        config.batch_timeout = Duration::from_millis(ms.parse().unwrap());
+    }
     let engine = if std::env::var("RABIA_BENCH_FILE").is_ok() {
         // A fresh data directory per replica and run; fdatasync on every
         // group commit (SyncPolicy::Always).

@@ -64,7 +64,7 @@ impl Default for RabiaConfig {
         RabiaConfig {
             max_batch_size: 4096,
             max_batch_bytes: 4 << 20,
-            batch_timeout: Duration::from_millis(1),
+            batch_timeout: Duration::from_millis(5),
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             retransmit_interval: Duration::from_millis(200),
