@@ -47,7 +47,8 @@
 //!                 }
 //!                 Action::Persist { token, .. } => replica.handle_persisted(now, token),
 //!                 Action::Deliver(d) => delivered[i].push(d),
-//!                 Action::NeedSnapshot { .. } => unreachable!(),
+//!                 // Snapshot transfer only happens to replicas far behind.
+//!                 _ => unreachable!(),
 //!             }
 //!         }
 //!     }

@@ -93,7 +93,7 @@ impl Net {
                     }
                 }
                 Action::Deliver(d) => self.delivered[i].push(d),
-                Action::NeedSnapshot { .. } => panic!("unexpected snapshot request"),
+                other => panic!("unexpected snapshot traffic: {other:?}"),
             }
         }
     }

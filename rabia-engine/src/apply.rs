@@ -8,7 +8,7 @@ use crate::persist::PersistCommand;
 use crate::status::{Histogram, LatencySummary};
 use rabia_core::protocol::{DecidedFilter, Delivery, DeliveryOutcome};
 use rabia_core::smr::{SessionCheck, SessionTable, StateMachine};
-use rabia_core::{BatchId, Epoch, Operation, Slot};
+use rabia_core::{BatchId, Epoch, NodeId, Operation, Slot};
 use rabia_persistence::Snapshot;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,10 @@ pub(crate) enum ApplyCommand {
         delivery: Delivery,
         decided_at: Instant,
     },
+    /// Replace the state with a snapshot fetched from a peer.
+    Install(Box<Snapshot>),
+    /// Build a snapshot of the current state for a lagging peer.
+    Serve { to: NodeId },
 }
 
 /// A local read, run between two applied operations.
@@ -59,6 +63,8 @@ pub(crate) struct Applier<SM> {
     pub(crate) bytes_since_snapshot: usize,
     pub(crate) last_snapshot_at: Instant,
     pub(crate) applied_since_snapshot: bool,
+    /// Snapshots built for lagging peers, to the engine loop for sending.
+    pub(crate) served: mpsc::Sender<(NodeId, Box<Snapshot>)>,
 }
 
 impl<SM: StateMachine + 'static> Applier<SM> {
@@ -97,6 +103,8 @@ impl<SM: StateMachine + 'static> Applier<SM> {
                     }
                     self.maybe_snapshot().await?;
                 }
+                ApplyCommand::Install(snapshot) => self.install(*snapshot).await?,
+                ApplyCommand::Serve { to } => self.serve(to).await,
             }
         }
         self.publish();
@@ -104,6 +112,10 @@ impl<SM: StateMachine + 'static> Applier<SM> {
     }
 
     async fn deliver(&mut self, delivery: Delivery) -> Result<(), EngineError> {
+        if delivery.slot < self.next_slot {
+            // Covered by a snapshot installed meanwhile.
+            return Ok(());
+        }
         if delivery.slot != self.next_slot {
             return Err(EngineError::Internal(format!(
                 "delivery of {} while {} was next",
@@ -160,6 +172,51 @@ impl<SM: StateMachine + 'static> Applier<SM> {
                 seq: tag.seq,
             }),
         }
+    }
+
+    async fn install(&mut self, snapshot: Snapshot) -> Result<(), EngineError> {
+        if snapshot.base_slot <= self.next_slot {
+            return Ok(());
+        }
+        self.state_machine
+            .restore_from_snapshot(&snapshot.state)
+            .await
+            .map_err(|e| EngineError::Restore {
+                slot: snapshot.base_slot.0,
+                message: e.to_string(),
+            })?;
+        self.sessions = snapshot.sessions;
+        self.filter = snapshot.filter;
+        self.next_slot = snapshot.base_slot;
+        self.bytes_since_snapshot = 0;
+        self.applied_since_snapshot = false;
+        self.last_snapshot_at = Instant::now();
+        self.publish();
+        tracing::info!(
+            base_slot = snapshot.base_slot.0,
+            "installed a snapshot from a peer"
+        );
+        Ok(())
+    }
+
+    /// Builds a snapshot of the state as of `next_slot` for a peer.
+    async fn serve(&mut self, to: NodeId) {
+        let state = match self.state_machine.snapshot().await {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(error = %e, peer = %to, "cannot snapshot for a lagging peer");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            base_slot: self.next_slot,
+            epoch: self.policy.epoch,
+            state,
+            sessions: self.sessions.clone(),
+            filter: self.filter.clone(),
+        };
+        // Never block on the engine loop; the peer asks again if dropped.
+        let _ = self.served.try_send((to, Box::new(snapshot)));
     }
 
     fn publish(&mut self) {

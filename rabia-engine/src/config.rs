@@ -50,6 +50,13 @@ pub struct RabiaConfig {
     pub max_pending_batches: usize,
     /// Maximum submissions queued between clients and the engine task.
     pub max_queued_operations: usize,
+    /// Decided values kept in memory to answer lagging peers; a peer further
+    /// behind fetches a snapshot instead. At least 64.
+    pub max_retained_decisions: u64,
+    /// Size of the pieces a snapshot is sent to a peer in.
+    pub snapshot_chunk_bytes: usize,
+    /// Largest snapshot this replica accepts from a peer.
+    pub max_snapshot_bytes: u64,
     /// Replies cached per client session (operations a session may have
     /// outstanding at once).
     pub session_window: usize,
@@ -72,6 +79,9 @@ impl Default for RabiaConfig {
             max_log_size: 64 << 20,
             max_pending_batches: 4096,
             max_queued_operations: 65_536,
+            max_retained_decisions: 100_000,
+            snapshot_chunk_bytes: 1 << 20,
+            max_snapshot_bytes: 1 << 30,
             session_window: 64,
             max_sessions: 100_000,
             status_interval: Duration::from_millis(100),
@@ -93,6 +103,8 @@ impl RabiaConfig {
         positive("max_pending_batches", self.max_pending_batches as u128)?;
         positive("max_queued_operations", self.max_queued_operations as u128)?;
         positive("session_window", self.session_window as u128)?;
+        positive("snapshot_chunk_bytes", self.snapshot_chunk_bytes as u128)?;
+        positive("max_snapshot_bytes", u128::from(self.max_snapshot_bytes))?;
         positive("max_sessions", self.max_sessions as u128)?;
         positive("status_interval", self.status_interval.as_nanos())?;
         if self.max_pending_batches < 4 {
@@ -136,6 +148,8 @@ impl RabiaConfig {
             batch_bytes_max: self.max_batch_bytes,
             retransmit_interval: self.retransmit_interval,
             heartbeat_interval: self.heartbeat_interval,
+            decided_retention: self.max_retained_decisions,
+            snapshot_chunk_bytes_max: self.snapshot_chunk_bytes,
             ..ReplicaConfig::default()
         }
     }

@@ -108,6 +108,20 @@ pub(crate) struct Driver {
     pub(crate) snapshot_durable: watch::Sender<Option<rabia_core::Slot>>,
     /// Fire-and-forget operations that could not be accepted.
     pub(crate) refused_operations: u64,
+    /// Snapshots the apply task built for lagging peers.
+    pub(crate) served: mpsc::Receiver<(NodeId, Box<rabia_persistence::Snapshot>)>,
+    /// A snapshot being received from a peer.
+    pub(crate) incoming: Option<IncomingSnapshot>,
+    /// The cluster's configuration number (for envelopes this loop builds).
+    pub(crate) epoch: rabia_core::Epoch,
+}
+
+/// A snapshot arriving in chunks.
+pub(crate) struct IncomingSnapshot {
+    from: NodeId,
+    base_slot: rabia_core::Slot,
+    total: u64,
+    bytes: Vec<u8>,
 }
 
 impl Driver {
@@ -269,6 +283,11 @@ impl Driver {
                             self.maybe_flush(false);
                         }
                         None => self.operations = None,
+                    }
+                }
+                served = self.served.recv() => {
+                    if let Some((to, snapshot)) = served {
+                        self.send_snapshot(to, &snapshot);
                     }
                 }
                 _ = &mut timer => {
@@ -494,6 +513,26 @@ impl Driver {
                         Queued::Closed => return Err(self.apply_failure().await),
                     }
                 }
+                Action::ServeSnapshot { to } => {
+                    let apply = self.apply.clone();
+                    match send_or_stop(&apply, ApplyCommand::Serve { to }, &mut self.shutdown).await
+                    {
+                        Queued::Sent => {}
+                        Queued::Shutdown => return Ok(()),
+                        Queued::Closed => return Err(self.apply_failure().await),
+                    }
+                }
+                Action::SnapshotChunk {
+                    from,
+                    base_slot,
+                    offset,
+                    total,
+                    data,
+                } => {
+                    if let Some(bytes) = self.collect_chunk(from, base_slot, offset, total, data) {
+                        self.install_snapshot(bytes).await?;
+                    }
+                }
                 Action::NeedSnapshot { peer, slot } => {
                     tracing::warn!(
                         peer = %peer,
@@ -504,6 +543,134 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Adds a chunk to the snapshot being received; returns the whole
+    /// encoded snapshot once complete. Out-of-order or oversized input drops
+    /// the transfer (the replica asks again).
+    fn collect_chunk(
+        &mut self,
+        from: NodeId,
+        base_slot: rabia_core::Slot,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        if total > self.config.max_snapshot_bytes {
+            tracing::warn!(peer = %from, total, "peer's snapshot exceeds max_snapshot_bytes");
+            return None;
+        }
+        let same = self
+            .incoming
+            .as_ref()
+            .is_some_and(|i| i.from == from && i.base_slot == base_slot && i.total == total);
+        if !same {
+            if offset != 0 {
+                return None;
+            }
+            self.incoming = Some(IncomingSnapshot {
+                from,
+                base_slot,
+                total,
+                bytes: Vec::new(),
+            });
+        }
+        let incoming = self.incoming.as_mut()?;
+        if offset != incoming.bytes.len() as u64 {
+            self.incoming = None; // a chunk was lost: start over on the next request
+            return None;
+        }
+        incoming.bytes.extend_from_slice(&data);
+        if incoming.bytes.len() as u64 == incoming.total {
+            return self.incoming.take().map(|i| i.bytes);
+        }
+        None
+    }
+
+    /// Restores a peer's snapshot: the state machine (through the apply
+    /// queue, so it happens before any later delivery), durable storage, then
+    /// the protocol replica. Clients whose batches the snapshot covers learn
+    /// that their result is not known here.
+    async fn install_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), EngineError> {
+        let snapshot: rabia_persistence::Snapshot = match bincode::deserialize(&bytes) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable snapshot from a peer; asking again later");
+                return Ok(());
+            }
+        };
+        let base = snapshot.base_slot;
+        if base <= self.replica.next_slot() {
+            return Ok(());
+        }
+        let filter = snapshot.filter.clone();
+        let apply = self.apply.clone();
+        let install = ApplyCommand::Install(Box::new(snapshot.clone()));
+        match send_or_stop(&apply, install, &mut self.shutdown).await {
+            Queued::Sent => {}
+            Queued::Shutdown => return Ok(()),
+            Queued::Closed => return Err(self.apply_failure().await),
+        }
+        match &mut self.persist {
+            Persistor::Task { commands, .. } => {
+                let commands = commands.clone();
+                let command = PersistCommand::Snapshot(Box::new(snapshot));
+                match send_or_stop(&commands, command, &mut self.shutdown).await {
+                    Queued::Sent => {}
+                    Queued::Shutdown => return Ok(()),
+                    Queued::Closed => return Err(self.persistence_failure().await),
+                }
+            }
+            Persistor::Inline { storage, .. } => {
+                storage.save_snapshot(&snapshot).await?;
+                storage.truncate_before(base).await?;
+                self.snapshot_durable.send_replace(Some(base));
+            }
+        }
+        let now = self.now();
+        self.replica.install_snapshot(now, base, filter.clone());
+        if let Ok(mut registry) = self.waiters.lock() {
+            let covered: Vec<_> = registry
+                .keys()
+                .filter(|id| filter.contains(id))
+                .copied()
+                .collect();
+            for id in covered {
+                for waiter in registry.remove(&id).into_iter().flatten().flatten() {
+                    let _ = waiter.send(Err(SubmitError::Indeterminate));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a snapshot built by the apply task to a lagging peer.
+    fn send_snapshot(&mut self, to: NodeId, snapshot: &rabia_persistence::Snapshot) {
+        let Some(transport) = &self.transport else {
+            return;
+        };
+        let bytes = match bincode::serialize(snapshot) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a snapshot for a peer");
+                return;
+            }
+        };
+        let total = bytes.len() as u64;
+        let chunk = self.config.snapshot_chunk_bytes.max(1);
+        for (i, data) in bytes.chunks(chunk).enumerate() {
+            let envelope = rabia_core::protocol::Envelope {
+                sender: self.me,
+                epoch: self.epoch,
+                message: rabia_core::protocol::Message::SnapshotChunk {
+                    base_slot: snapshot.base_slot,
+                    offset: (i * chunk) as u64,
+                    total,
+                    data: data.to_vec(),
+                },
+            };
+            transport.send(to, envelope);
+        }
     }
 
     /// The real error of a persistence task whose queue closed.

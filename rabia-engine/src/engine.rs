@@ -244,6 +244,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
         };
 
         let waiters: WaiterRegistry = Arc::new(Mutex::new(HashMap::new()));
+        let (served_tx, served_rx) = mpsc::channel(4);
         let (progress_tx, progress_rx) = watch::channel(ApplyProgress {
             next_slot: base_slot,
             ..ApplyProgress::default()
@@ -265,6 +266,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             bytes_since_snapshot: 0,
             last_snapshot_at: Instant::now(),
             applied_since_snapshot: false,
+            served: served_tx,
         };
         let apply_task = tokio::spawn(applier.run(self.apply_rx, self.query_rx).in_current_span());
 
@@ -304,6 +306,9 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             next_status: origin,
             snapshot_durable: snapshot_tx,
             refused_operations: 0,
+            served: served_rx,
+            incoming: None,
+            epoch: self.cluster.epoch,
         };
         let result = driver.run().await;
         if let Err(e) = &result {

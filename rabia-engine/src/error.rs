@@ -75,6 +75,12 @@ pub enum SubmitError {
         /// The sequence number.
         seq: u64,
     },
+    /// The operation's batch was decided while this replica was catching up
+    /// from a peer's snapshot, so its result is not known here. It may or
+    /// may not have been applied: retry it with the same session tag to
+    /// learn the result without applying it twice.
+    #[error("decided while this replica caught up from a snapshot; result unknown here")]
+    Indeterminate,
     /// The engine stopped before the operation completed. It may or may not
     /// have been applied: retry it with the same session tag to find out
     /// without applying it twice.

@@ -12,8 +12,12 @@
 //! * `Deliver`: apply the slot's value to the state machine. Deliveries come
 //!   in strict slot order with no gaps, each only after its decision is
 //!   durable.
-//! * `NeedSnapshot`: this replica is behind the peers' compaction point and
-//!   must install a snapshot of at least that slot from `peer`.
+//! * `NeedSnapshot`: this replica is behind the peers' compaction point; it
+//!   has asked `peer` for its snapshot (informational).
+//! * `ServeSnapshot`: a peer asked for this replica's snapshot: send it as
+//!   `SnapshotChunk` messages.
+//! * `SnapshotChunk`: a piece of a peer's snapshot arrived; once whole,
+//!   restore it and call `install_snapshot`.
 //!
 //! The replica itself holds back every message that depends on a record not
 //! yet durable (protocol.md §14.2), so a driver cannot send a vote early by
@@ -104,12 +108,30 @@ pub enum Action {
     },
     /// Apply a decided slot.
     Deliver(Delivery),
-    /// Install a snapshot from `peer` covering at least `slot`: the peers no
-    /// longer keep the decided values this replica is missing.
+    /// This replica is behind every slot `peer` still keeps and has asked it
+    /// for its snapshot.
     NeedSnapshot {
         /// A peer that has it.
         peer: NodeId,
         /// The first slot the peer still keeps.
         slot: Slot,
+    },
+    /// Send this replica's latest snapshot to `to` as `SnapshotChunk`s.
+    ServeSnapshot {
+        /// The requester.
+        to: NodeId,
+    },
+    /// A piece of a peer's snapshot.
+    SnapshotChunk {
+        /// The sender.
+        from: NodeId,
+        /// The first slot the snapshot does not cover.
+        base_slot: Slot,
+        /// Byte offset of `data`.
+        offset: u64,
+        /// Size of the whole encoded snapshot.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
     },
 }

@@ -21,8 +21,11 @@ pub struct ReplicaConfig {
     pub slot_window: u64,
     /// How many phases beyond the current one messages are buffered for.
     pub phase_window: u32,
-    /// How many decided slots are kept in memory to answer laggards.
+    /// How many decided slots are kept in memory to answer laggards. A
+    /// replica further behind than this fetches a snapshot instead.
     pub decided_retention: u64,
+    /// Largest snapshot chunk accepted from a peer.
+    pub snapshot_chunk_bytes_max: usize,
     /// Maximum decided values in one catch-up reply.
     pub catch_up_batch_max: usize,
     /// Maximum encoded bytes of one catch-up reply (at least one value is
@@ -51,6 +54,7 @@ impl Default for ReplicaConfig {
             slot_window: 64,
             phase_window: 32,
             decided_retention: 100_000,
+            snapshot_chunk_bytes_max: 4 << 20,
             catch_up_batch_max: 256,
             catch_up_bytes_max: 8 << 20,
             retransmit_interval: Duration::from_millis(200),

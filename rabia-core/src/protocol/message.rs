@@ -103,6 +103,21 @@ pub enum Message {
         /// the first slot it still has (a snapshot is needed below it).
         compacted_below: Option<Slot>,
     },
+    /// "Send me your latest snapshot": the sender is behind every slot this
+    /// replica still keeps.
+    SnapshotRequest,
+    /// One piece of a snapshot (bytes of an encoded `Snapshot` of the engine),
+    /// sent in order.
+    SnapshotChunk {
+        /// The first slot the snapshot does not cover.
+        base_slot: Slot,
+        /// Byte offset of `data` in the encoded snapshot.
+        offset: u64,
+        /// Size of the whole encoded snapshot.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
     /// Periodic liveness and progress signal.
     Heartbeat {
         /// The sender's first undecided slot.
@@ -123,6 +138,8 @@ impl Message {
             Message::Forward { .. }
             | Message::CatchUpRequest { .. }
             | Message::CatchUpReply { .. }
+            | Message::SnapshotRequest
+            | Message::SnapshotChunk { .. }
             | Message::Heartbeat { .. } => None,
         }
     }
@@ -139,6 +156,8 @@ impl Message {
             Message::ProposalReply { .. } => "proposal_reply",
             Message::CatchUpRequest { .. } => "catch_up_request",
             Message::CatchUpReply { .. } => "catch_up_reply",
+            Message::SnapshotRequest => "snapshot_request",
+            Message::SnapshotChunk { .. } => "snapshot_chunk",
             Message::Heartbeat { .. } => "heartbeat",
         }
     }

@@ -50,6 +50,10 @@ pub struct ReplicaMetrics {
     pub retransmits: u64,
     /// Catch-up requests sent.
     pub catch_up_requests: u64,
+    /// Snapshots requested from peers (this replica was behind their logs).
+    pub snapshot_requests: u64,
+    /// Snapshots fetched from peers and installed.
+    pub snapshots_installed: u64,
     /// Value fetches (decided 1 without holding the majority batch).
     pub value_fetches: u64,
     /// Peers' batches evicted from a full pending queue for older ones.

@@ -342,6 +342,30 @@ impl Replica {
             Message::Heartbeat { next_slot } => {
                 self.note_peer_progress(from, next_slot);
             }
+            Message::SnapshotRequest => {
+                if !self.recently_served(from, Served::Snapshot, now) {
+                    self.emit_now(Action::ServeSnapshot { to: from });
+                }
+            }
+            Message::SnapshotChunk {
+                base_slot,
+                offset,
+                total,
+                data,
+            } => {
+                // Only useful while this replica is behind the snapshot.
+                if base_slot > self.next_slot {
+                    self.emit_now(Action::SnapshotChunk {
+                        from,
+                        base_slot,
+                        offset,
+                        total,
+                        data,
+                    });
+                } else {
+                    self.metrics.dropped.stale += 1;
+                }
+            }
         }
         self.drive(now);
     }
@@ -467,6 +491,46 @@ impl Replica {
         self.pending.count_of(self.me)
     }
 
+    /// Jumps to a snapshot fetched from a peer: every slot below
+    /// `base_slot` is covered by it (the driver has restored the state
+    /// machine and the replicated bookkeeping from it, in delivery order).
+    /// Returns false and changes nothing if the replica is already there.
+    ///
+    /// Safe with respect to the restart rule: slots below `base_slot` are
+    /// decided, so this replica never sends anything for them again.
+    pub fn install_snapshot(
+        &mut self,
+        now: Instant,
+        base_slot: Slot,
+        filter: DecidedFilter,
+    ) -> bool {
+        if base_slot <= self.next_slot {
+            return false;
+        }
+        self.next_slot = base_slot;
+        self.filter = filter;
+        self.slots = self.slots.split_off(&base_slot);
+        self.decided_ahead = self.decided_ahead.split_off(&base_slot);
+        self.log.clear();
+        let filter = &self.filter;
+        let stale: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|b| filter.contains(&b.id))
+            .map(|b| b.ordering_key())
+            .collect();
+        for key in stale {
+            self.pending.remove(&key);
+        }
+        self.metrics.snapshots_installed += 1;
+        self.last_progress = now;
+        // Keep catching up from the snapshot on.
+        self.catch_up_not_before = now;
+        self.maybe_catch_up(now, true);
+        self.maybe_start_slot(now);
+        true
+    }
+
     /// The incarnation this replica runs as.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
@@ -492,8 +556,20 @@ impl Replica {
                         SlotValue::Batch(b) => self.batch_is_acceptable(b),
                     })
             }
+            Message::SnapshotChunk {
+                offset,
+                total,
+                data,
+                ..
+            } => {
+                data.len() <= self.config.snapshot_chunk_bytes_max
+                    && offset
+                        .checked_add(data.len() as u64)
+                        .is_some_and(|end| end <= *total)
+            }
             Message::ProposalRequest { .. }
             | Message::CatchUpRequest { .. }
+            | Message::SnapshotRequest
             | Message::Heartbeat { .. } => true,
         }
     }
@@ -721,7 +797,14 @@ impl Replica {
     ) {
         self.note_peer_progress(from, responder_next);
         if let Some(first_kept) = compacted_below {
-            if first_kept > self.next_slot {
+            if first_kept > self.next_slot
+                && !self.recently_served(from, Served::AskedSnapshot, now)
+            {
+                self.metrics.snapshot_requests += 1;
+                self.emit_now(Action::Send {
+                    to: from,
+                    envelope: self.envelope(Message::SnapshotRequest),
+                });
                 self.emit_now(Action::NeedSnapshot {
                     peer: from,
                     slot: first_kept,
@@ -1226,6 +1309,8 @@ enum DecisionSource {
 enum Served {
     Proposal(Slot),
     CatchUp(Slot),
+    Snapshot,
+    AskedSnapshot,
 }
 
 enum RoundMsg {

@@ -112,6 +112,13 @@ mod tests {
                 compacted_below: None,
             },
             Message::Heartbeat { next_slot: Slot(8) },
+            Message::SnapshotRequest,
+            Message::SnapshotChunk {
+                base_slot: Slot(100),
+                offset: 4,
+                total: 10,
+                data: vec![1, 2, 3],
+            },
         ]
     }
 

@@ -792,6 +792,9 @@ impl World {
                         ),
                     );
                 }
+                // The simulator keeps every decision in memory: peers never
+                // need to ship snapshots.
+                Action::ServeSnapshot { .. } | Action::SnapshotChunk { .. } => {}
             }
         }
         self.reschedule_timer(node);
