@@ -509,6 +509,11 @@ impl Replica {
         }
         self.next_slot = base_slot;
         self.filter = filter;
+        // Deliveries of slots the snapshot covers must not reach the state
+        // machine after it.
+        let stale = |a: &Action| matches!(a, Action::Deliver(d) if d.slot < base_slot);
+        self.held.retain(|(_, action)| !stale(action));
+        self.ready.retain(|action| !stale(action));
         self.slots = self.slots.split_off(&base_slot);
         self.decided_ahead = self.decided_ahead.split_off(&base_slot);
         self.log.clear();

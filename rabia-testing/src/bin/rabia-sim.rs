@@ -110,6 +110,9 @@ fn add(total: &mut SimStats, s: &SimStats) {
     total.phases_total += s.phases_total;
     total.phases_max = total.phases_max.max(s.phases_max);
     total.operations_acknowledged += s.operations_acknowledged;
+    total.snapshots_taken += s.snapshots_taken;
+    total.snapshots_installed += s.snapshots_installed;
+    total.restarts_from_snapshot += s.restarts_from_snapshot;
     total.client_retries += s.client_retries;
 }
 
@@ -215,6 +218,10 @@ fn main() -> ExitCode {
     println!(
         "  clock skew          {:>10} skewed clocks",
         total.skewed_clocks
+    );
+    println!(
+        "snapshots: {} taken, {} restarts from a snapshot, {} shipped to laggards and installed",
+        total.snapshots_taken, total.restarts_from_snapshot, total.snapshots_installed
     );
     println!(
         "protocol: {} slots decided, ⊥ rate {:.2}%, phases per slot mean {:.3} max {}",

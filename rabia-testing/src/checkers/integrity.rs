@@ -17,6 +17,12 @@ impl IntegrityChecker {
         self.applied.remove(&node);
     }
 
+    /// A replica's state was restored from a snapshot that had applied
+    /// `applied`.
+    pub fn reset_to(&mut self, node: NodeId, applied: BTreeSet<SessionTag>) {
+        self.applied.insert(node, applied);
+    }
+
     /// Records an application.
     pub fn applied(&mut self, node: NodeId, tag: SessionTag) -> Result<(), String> {
         if self.applied.entry(node).or_default().insert(tag) {

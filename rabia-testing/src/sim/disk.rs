@@ -1,6 +1,7 @@
 //! The simulated disk: writes become durable in order after a latency; a
 //! crash loses exactly the writes not yet reported durable.
 
+use super::node::SimSnapshot;
 use rabia_core::protocol::PersistRecord;
 use rabia_core::time::Instant;
 use std::collections::VecDeque;
@@ -12,6 +13,8 @@ pub struct Disk {
     durable: Vec<PersistRecord>,
     pending: VecDeque<(u64, PersistRecord)>,
     last_completion: Instant,
+    snapshot: Option<SimSnapshot>,
+    pending_snapshot: Option<SimSnapshot>,
 }
 
 impl Disk {
@@ -46,11 +49,41 @@ impl Disk {
         any
     }
 
-    /// A crash: pending writes are lost. Returns how many.
+    /// A crash: pending writes (records and a snapshot being written) are
+    /// lost. Returns how many.
     pub fn crash(&mut self) -> usize {
-        let lost = self.pending.len();
+        let lost = self.pending.len() + usize::from(self.pending_snapshot.is_some());
         self.pending.clear();
+        self.pending_snapshot = None;
         lost
+    }
+
+    /// Starts writing a snapshot (durable at [`Disk::complete_snapshot`]).
+    pub fn write_snapshot(&mut self, snapshot: SimSnapshot) {
+        self.pending_snapshot = Some(snapshot);
+    }
+
+    /// The snapshot being written is durable: it replaces an older one and
+    /// the records behind it are dropped. Returns false if none was pending.
+    pub fn complete_snapshot(&mut self) -> bool {
+        let Some(snapshot) = self.pending_snapshot.take() else {
+            return false;
+        };
+        let newer = self
+            .snapshot
+            .as_ref()
+            .is_none_or(|old| old.base_slot < snapshot.base_slot);
+        if newer {
+            let base = snapshot.base_slot;
+            self.durable.retain(|r| r.slot() >= base);
+            self.snapshot = Some(snapshot);
+        }
+        true
+    }
+
+    /// The durable snapshot.
+    pub fn snapshot(&self) -> Option<&SimSnapshot> {
+        self.snapshot.as_ref()
     }
 
     /// Everything durable, in write order.

@@ -112,6 +112,9 @@ pub struct SimConfig {
     pub client_timeout: Duration,
     /// Round-trip every message through the wire codec.
     pub wire_check: bool,
+    /// Take application snapshots (every few slots, chosen per seed), drop
+    /// the log behind them, restart from them, and ship them to laggards.
+    pub snapshots: bool,
 }
 
 impl SimConfig {
@@ -120,6 +123,8 @@ impl SimConfig {
         let replica = ReplicaConfig {
             retransmit_interval: Duration::from_millis(50),
             heartbeat_interval: Duration::from_millis(50),
+            // Small, so that laggards need snapshot transfer.
+            decided_retention: 64,
             ..ReplicaConfig::default()
         };
         SimConfig {
@@ -133,6 +138,7 @@ impl SimConfig {
             replica,
             client_timeout: Duration::from_millis(400),
             wire_check: true,
+            snapshots: true,
         }
     }
 }
@@ -178,6 +184,12 @@ pub struct SimStats {
     pub phases_total: u64,
     /// The most phases any slot took at any replica.
     pub phases_max: u32,
+    /// Snapshots taken (written to disk).
+    pub snapshots_taken: u64,
+    /// Snapshots shipped to lagging replicas and installed.
+    pub snapshots_installed: u64,
+    /// Restarts that began from a snapshot.
+    pub restarts_from_snapshot: u64,
     /// Operations acknowledged to clients.
     pub operations_acknowledged: u64,
     /// Client retries (timeouts and refusals).
@@ -243,6 +255,10 @@ enum Event {
     Restart {
         node: usize,
     },
+    SnapshotDone {
+        node: usize,
+        incarnation: u64,
+    },
     Partition(PartitionKind),
     HealNetwork,
     EndFaults,
@@ -277,6 +293,8 @@ struct World {
     ids: Vec<NodeId>,
     clients: Vec<Client>,
     faults_over: bool,
+    /// Take a snapshot after every this many slots (0: never).
+    snapshot_every: u64,
     /// Per durable-write probability of a crash placed exactly at a
     /// persistence boundary (after a write is issued, or right after it is
     /// durable and before what it gated is sent).
@@ -356,6 +374,7 @@ impl World {
             ids,
             clients,
             faults_over: false,
+            snapshot_every: 0,
             targeted_crash: 0.0,
             agreement: AgreementChecker::default(),
             validity: ValidityChecker::default(),
@@ -373,6 +392,9 @@ impl World {
     }
 
     fn run(mut self) -> SimReport {
+        if self.config.snapshots && self.rng.gen_bool(0.7) {
+            self.snapshot_every = self.rng.gen_range(4..40);
+        }
         for node in 0..self.nodes.len() {
             self.start_node(node);
         }
@@ -529,6 +551,12 @@ impl World {
                 node,
                 restart_after,
             } => self.crash(node, restart_after),
+            Event::SnapshotDone { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation == incarnation && n.disk.complete_snapshot() {
+                    self.stats.snapshots_taken += 1;
+                }
+            }
             Event::Restart { node } => {
                 if self.nodes[node].status == NodeStatus::Down {
                     self.start_node(node);
@@ -659,10 +687,12 @@ impl World {
             }
         };
         let n = &mut self.nodes[node];
+        let snapshot = n.disk.snapshot().cloned();
+        let base = snapshot.as_ref().map_or(Slot::ZERO, |s| s.base_slot);
         let recovered = RecoveredState {
             incarnation: n.incarnation,
-            base_slot: Slot::ZERO,
-            filter: None,
+            base_slot: base,
+            filter: snapshot.as_ref().map(|s| s.filter.clone()),
             records: n.disk.durable().to_vec(),
         };
         let rng_seed = mix64(self.config.seed ^ mix64(node as u64 ^ (n.incarnation << 32)));
@@ -677,9 +707,13 @@ impl World {
                 n.replica = Some(replica);
                 n.status = NodeStatus::Up;
                 n.incarnation += 1;
-                n.app = App::default();
-                self.order.reset(id, Slot::ZERO);
-                self.integrity.reset(id);
+                n.app = snapshot.as_ref().map(App::restore).unwrap_or_default();
+                if snapshot.is_some() && n.incarnation > 1 {
+                    self.stats.restarts_from_snapshot += 1;
+                }
+                let applied = n.app.applied.clone();
+                self.order.reset(id, base);
+                self.integrity.reset_to(id, applied);
                 self.drain(node);
             }
             Err(e) => self.fail(
@@ -783,18 +817,19 @@ impl World {
                     );
                 }
                 Action::Deliver(delivery) => self.deliver(node, delivery),
-                Action::NeedSnapshot { peer, slot } => {
-                    self.fail(
-                        ViolationKind::Liveness,
-                        format!(
-                            "{:?} needs a snapshot from {peer:?} at {slot}: retention too small for the run",
-                            self.ids[node]
-                        ),
-                    );
+                // The replica asked a peer for its snapshot (informational).
+                Action::NeedSnapshot { .. } => {}
+                Action::ServeSnapshot { to } => self.serve_snapshot(node, to),
+                Action::SnapshotChunk {
+                    offset,
+                    total,
+                    data,
+                    ..
+                } => {
+                    if offset == 0 && data.len() as u64 == total {
+                        self.install_snapshot(node, &data);
+                    }
                 }
-                // The simulator keeps every decision in memory: peers never
-                // need to ship snapshots.
-                Action::ServeSnapshot { .. } | Action::SnapshotChunk { .. } => {}
             }
         }
         self.reschedule_timer(node);
@@ -922,6 +957,70 @@ impl World {
             }
             self.reply_to_client(node, applied.tag);
         }
+        if self.snapshot_every > 0 && (slot.0 + 1).is_multiple_of(self.snapshot_every) {
+            let n = &mut self.nodes[node];
+            n.disk.write_snapshot(n.app.snapshot(slot.next()));
+            let (done, incarnation) = (self.now + n.disk_latency, n.incarnation);
+            self.queue
+                .push(done, Event::SnapshotDone { node, incarnation });
+        }
+    }
+
+    /// A lagging peer asked `node` for its snapshot: send the state as of
+    /// what `node` has applied, in one chunk.
+    fn serve_snapshot(&mut self, node: usize, to: NodeId) {
+        let base = self.order.next(self.ids[node]);
+        let snapshot = self.nodes[node].app.snapshot(base);
+        let Ok(data) = bincode::serialize(&snapshot) else {
+            self.fail(ViolationKind::Validity, "snapshot does not encode".into());
+            return;
+        };
+        let Some(j) = self.ids.iter().position(|id| *id == to) else {
+            return;
+        };
+        let envelope = Envelope {
+            sender: self.ids[node],
+            epoch: rabia_core::Epoch::default(),
+            message: Message::SnapshotChunk {
+                base_slot: base,
+                offset: 0,
+                total: data.len() as u64,
+                data,
+            },
+        };
+        self.send(node, j, envelope);
+    }
+
+    /// `node` received a whole snapshot: restore the application, persist
+    /// the snapshot, and move the replica past it (as the engine does).
+    fn install_snapshot(&mut self, node: usize, data: &[u8]) {
+        let Ok(snapshot) = bincode::deserialize::<node::SimSnapshot>(data) else {
+            self.fail(
+                ViolationKind::Validity,
+                "received snapshot does not decode".into(),
+            );
+            return;
+        };
+        let id = self.ids[node];
+        let base = snapshot.base_slot;
+        let n = &mut self.nodes[node];
+        // Like the engine: only if the replica itself is behind the snapshot
+        // (it may have decided those slots already and be delivering them).
+        let installed = n
+            .replica
+            .as_mut()
+            .is_some_and(|r| r.install_snapshot(self.now, base, snapshot.filter.clone()));
+        if !installed {
+            return;
+        }
+        n.app = App::restore(&snapshot);
+        n.disk.write_snapshot(snapshot.clone());
+        let (done, incarnation) = (self.now + n.disk_latency, n.incarnation);
+        self.queue
+            .push(done, Event::SnapshotDone { node, incarnation });
+        self.order.reset(id, base);
+        self.integrity.reset_to(id, snapshot.applied);
+        self.stats.snapshots_installed += 1;
     }
 
     fn reply_to_client(&mut self, node: usize, tag: rabia_core::SessionTag) {
@@ -1080,6 +1179,7 @@ impl World {
             Event::ClientTimeout { client, attempt } => 0x400 + ((*client as u64) << 32) + attempt,
             Event::Crash { node, .. } => 0x500 + *node as u64,
             Event::Restart { node } => 0x600 + *node as u64,
+            Event::SnapshotDone { node, .. } => 0xB00 + *node as u64,
             Event::Partition(_) => 0x700,
             Event::HealNetwork => 0x800,
             Event::EndFaults => 0x900,

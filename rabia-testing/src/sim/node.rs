@@ -3,10 +3,12 @@
 
 use super::disk::Disk;
 use crate::checkers::hash_operation;
-use rabia_core::protocol::{DeliveryOutcome, Replica};
+use rabia_core::protocol::{DecidedFilter, DeliveryOutcome, Replica};
 use rabia_core::smr::{SessionCheck, SessionTable};
 use rabia_core::time::Instant;
-use rabia_core::{NodeId, SessionTag};
+use rabia_core::{NodeId, SessionTag, Slot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Whether a node is running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,11 @@ pub struct App {
     sessions: SessionTable,
     /// Digest of everything applied so far.
     pub digest: u64,
+    /// Batches applied (the engine keeps the same filter for snapshots).
+    filter: DecidedFilter,
+    /// Session operations applied (kept for the integrity and durability
+    /// checkers across snapshot restores).
+    pub applied: BTreeSet<SessionTag>,
 }
 
 impl Default for App {
@@ -33,8 +40,26 @@ impl Default for App {
         App {
             sessions: SessionTable::new(64, 10_000),
             digest: 0,
+            filter: DecidedFilter::default(),
+            applied: BTreeSet::new(),
         }
     }
+}
+
+/// The application's snapshot, as the engine's: state, sessions and the
+/// decided-batch filter as of `base_slot`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimSnapshot {
+    /// The first slot not covered.
+    pub base_slot: Slot,
+    /// The state (the digest chain).
+    pub digest: u64,
+    /// Client sessions.
+    pub sessions: SessionTable,
+    /// Batches applied.
+    pub filter: DecidedFilter,
+    /// Session operations applied (checker bookkeeping).
+    pub applied: BTreeSet<SessionTag>,
 }
 
 /// One operation's effect on the application.
@@ -47,12 +72,39 @@ pub struct Applied {
 }
 
 impl App {
+    /// A snapshot of the state as of `base_slot`.
+    pub fn snapshot(&self, base_slot: Slot) -> SimSnapshot {
+        SimSnapshot {
+            base_slot,
+            digest: self.digest,
+            sessions: self.sessions.clone(),
+            filter: self.filter.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+
+    /// The state a snapshot describes.
+    pub fn restore(snapshot: &SimSnapshot) -> App {
+        App {
+            sessions: snapshot.sessions.clone(),
+            digest: snapshot.digest,
+            filter: snapshot.filter.clone(),
+            applied: snapshot.applied.clone(),
+        }
+    }
+
+    /// The decided-batch filter of the applied prefix.
+    pub fn filter(&self) -> &DecidedFilter {
+        &self.filter
+    }
+
     /// Applies a delivered slot; returns the session operations it answered.
     pub fn apply(&mut self, outcome: &DeliveryOutcome) -> Vec<Applied> {
         let mut answered = Vec::new();
         let DeliveryOutcome::Apply(batch) = outcome else {
             return answered;
         };
+        self.filter.insert(batch.id);
         for op in &batch.operations {
             match op.session {
                 None => self.digest = hash_operation(self.digest, op),
@@ -61,6 +113,7 @@ impl App {
                         self.digest = hash_operation(self.digest, op);
                         self.sessions
                             .record(tag, Ok(self.digest.to_le_bytes().to_vec()));
+                        self.applied.insert(tag);
                         answered.push(Applied { tag, fresh: true });
                     }
                     SessionCheck::Duplicate(_) => answered.push(Applied { tag, fresh: false }),
