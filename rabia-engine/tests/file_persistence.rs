@@ -127,3 +127,70 @@ async fn a_replica_restarts_from_its_data_directory() {
         node.handle.shutdown();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brand_new_replica_joins_a_cluster_with_compacted_history() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+    let network = InMemoryNetwork::new(10_000);
+    let config = RabiaConfig {
+        max_retained_decisions: 64,
+        max_log_size: 100,
+        snapshot_chunk_bytes: 16,
+        ..RabiaConfig::default()
+    };
+    // Two of three replicas form a quorum and build a history.
+    let mut nodes: Vec<Node> = (0..2)
+        .map(|i| start(ids[i], &ids, &paths[i], &network, config.clone()))
+        .collect();
+    for _ in 0..100 {
+        nodes[0]
+            .handle
+            .submit(Operation::new(vec![1]))
+            .await
+            .unwrap();
+    }
+    // The third starts with an empty data directory, long after the first
+    // 64 decisions were dropped from every peer's memory.
+    nodes.push(start(ids[2], &ids, &paths[2], &network, config.clone()));
+    nodes[1]
+        .handle
+        .submit(Operation::new(vec![1]))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if sum(&nodes[2]).await == 101 {
+                return;
+            }
+            let mut watch = nodes[2].handle.status_watch();
+            let _ = watch.changed().await;
+        }
+    })
+    .await
+    .expect("the new replica catches up");
+    // The status is published periodically: wait for the one that shows it.
+    let mut watch = nodes[2].handle.status_watch();
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        watch.wait_for(|s| s.protocol.snapshots_installed >= 1 && s.last_snapshot.is_some()),
+    )
+    .await
+    .expect("the snapshot install is reported")
+    .unwrap()
+    .clone();
+    assert!(status.protocol.snapshot_requests >= 1);
+    // It now takes part: stop another replica and the cluster still serves.
+    nodes[0].handle.shutdown();
+    (&mut nodes[0].task).await.unwrap().unwrap();
+    let reply = nodes[2]
+        .handle
+        .submit(Operation::new(vec![1]))
+        .await
+        .unwrap();
+    assert_eq!(u64::from_le_bytes(reply.try_into().unwrap()), 102);
+    for node in &nodes[1..] {
+        node.handle.shutdown();
+    }
+}
