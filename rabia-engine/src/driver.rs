@@ -57,6 +57,41 @@ async fn send_or_stop<T>(
     }
 }
 
+/// A spawned helper task whose result is taken at most once: awaiting a
+/// tokio `JoinHandle` again after it returned panics.
+pub(crate) struct Task<T> {
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T> Task<T> {
+    pub(crate) fn new(handle: JoinHandle<T>) -> Self {
+        Task {
+            handle: Some(handle),
+        }
+    }
+
+    /// The task's result. Cancel-safe (usable in `select!`); pending forever
+    /// once the result was taken.
+    async fn ended(&mut self) -> Result<T, tokio::task::JoinError> {
+        match &mut self.handle {
+            Some(handle) => {
+                let result = handle.await;
+                self.handle = None;
+                result
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Aborts the task (if still running) and waits until it is gone.
+    async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
 enum PersistEvent {
     TaskEnded(Result<Result<(), PersistenceError>, tokio::task::JoinError>),
     Snapshot(Option<PersistCommand>),
@@ -67,7 +102,7 @@ pub(crate) enum Persistor {
     /// Durable storage behind the group-commit task.
     Task {
         commands: mpsc::Sender<PersistCommand>,
-        task: JoinHandle<Result<(), PersistenceError>>,
+        task: Task<Result<(), PersistenceError>>,
     },
     /// Volatile storage, called inline; snapshots from the apply task arrive
     /// on `snapshots`.
@@ -93,7 +128,7 @@ pub(crate) struct Driver {
     pub(crate) _durable_keepalive: watch::Sender<u64>,
     pub(crate) apply: mpsc::Sender<ApplyCommand>,
     pub(crate) waiters: WaiterRegistry,
-    pub(crate) apply_task: JoinHandle<Result<(), EngineError>>,
+    pub(crate) apply_task: Task<Result<(), EngineError>>,
     pub(crate) apply_progress: watch::Receiver<ApplyProgress>,
     pub(crate) status: watch::Sender<EngineStatus>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -150,11 +185,9 @@ impl Driver {
         self.publish_status(Some(reason));
         // Dropping the channels ends the helper tasks; waiting clients get
         // `SubmitError::Stopped` as their reply senders drop.
-        self.apply_task.abort();
-        let _ = (&mut self.apply_task).await;
+        self.apply_task.stop().await;
         if let Persistor::Task { task, .. } = &mut self.persist {
-            task.abort();
-            let _ = task.await;
+            task.stop().await;
         }
         // Every client still waiting learns that the engine stopped.
         if let Ok(mut registry) = self.waiters.lock() {
@@ -211,7 +244,7 @@ impl Driver {
                 }
                 event = async {
                     match &mut self.persist {
-                        Persistor::Task { task, .. } => PersistEvent::TaskEnded(task.await),
+                        Persistor::Task { task, .. } => PersistEvent::TaskEnded(task.ended().await),
                         Persistor::Inline { snapshots, .. } => PersistEvent::Snapshot(snapshots.recv().await),
                     }
                 } => {
@@ -234,7 +267,7 @@ impl Driver {
                         }
                     }
                 }
-                ended = &mut self.apply_task => {
+                ended = self.apply_task.ended() => {
                     return Err(match ended {
                         Ok(Err(e)) => e,
                         Ok(Ok(())) => EngineError::Internal("apply task ended".into()),
@@ -676,7 +709,7 @@ impl Driver {
     /// The real error of a persistence task whose queue closed.
     async fn persistence_failure(&mut self) -> EngineError {
         match &mut self.persist {
-            Persistor::Task { task, .. } => match task.await {
+            Persistor::Task { task, .. } => match task.ended().await {
                 Ok(Err(e)) => EngineError::Persistence(e),
                 Ok(Ok(())) => EngineError::Internal("persistence task ended".into()),
                 Err(e) => EngineError::Internal(format!("persistence task panicked: {e}")),
@@ -687,7 +720,7 @@ impl Driver {
 
     /// The real error of an apply task whose queue closed.
     async fn apply_failure(&mut self) -> EngineError {
-        match (&mut self.apply_task).await {
+        match self.apply_task.ended().await {
             Ok(Err(e)) => e,
             Ok(Ok(())) => EngineError::Internal("apply task ended".into()),
             Err(e) => EngineError::Internal(format!("apply task panicked: {e}")),

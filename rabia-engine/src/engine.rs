@@ -6,7 +6,7 @@ use crate::apply::{
     Applier, ApplyCommand, ApplyProgress, LocalQuery, SnapshotPolicy, WaiterRegistry,
 };
 use crate::batcher::Batcher;
-use crate::driver::{Driver, Persistor};
+use crate::driver::{Driver, Persistor, Task};
 use crate::error::EngineError;
 use crate::handle::{ClientRequest, EngineHandle, LocalReader};
 use crate::persist;
@@ -231,7 +231,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
         } else {
             Persistor::Task {
                 commands: persist_tx.clone(),
-                task: tokio::spawn(
+                task: Task::new(tokio::spawn(
                     persist::run(
                         self.persistence,
                         persist_rx,
@@ -239,7 +239,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
                         snapshot_tx.clone(),
                     )
                     .in_current_span(),
-                ),
+                )),
             }
         };
 
@@ -293,7 +293,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             durable: durable_rx,
             apply: self.apply_tx,
             waiters,
-            apply_task,
+            apply_task: Task::new(apply_task),
             apply_progress: progress_rx,
             status: self.status_tx,
             shutdown: self.shutdown_tx.subscribe(),

@@ -576,3 +576,46 @@ async fn a_replica_behind_every_peers_log_catches_up_by_snapshot() {
     let states = cluster.converged().await;
     assert!(states.iter().all(|s| s.0 == 153), "{states:?}");
 }
+
+/// A state machine that panics: the engine must stop with an error (not
+/// panic itself) and fail the waiting client.
+struct Exploding;
+
+#[async_trait]
+impl StateMachine for Exploding {
+    async fn apply_operation(&mut self, _op: &Operation) -> OperationResult {
+        panic!("state machine bug");
+    }
+    async fn snapshot(&self) -> OperationResult {
+        Ok(Vec::new())
+    }
+    async fn restore_from_snapshot(
+        &mut self,
+        _data: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_state_machine_stops_the_engine_with_an_error() {
+    let me = NodeId::from_u64(1);
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let engine = RabiaEngine::new(
+        me,
+        RabiaConfig::default(),
+        ClusterConfig::new(me, [me].into_iter().collect()),
+        Exploding,
+        InMemoryPersistence::new(),
+        rx,
+    );
+    let handle = engine.handle();
+    let task = tokio::spawn(engine.run());
+    let reply = handle.submit(Operation::new(vec![1])).await;
+    assert_eq!(reply, Err(SubmitError::Stopped));
+    let ended = task.await.expect("the engine task itself must not panic");
+    match ended {
+        Err(EngineError::Internal(message)) => assert!(message.contains("panicked"), "{message}"),
+        other => panic!("expected an internal error, got {other:?}"),
+    }
+}
