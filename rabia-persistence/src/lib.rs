@@ -11,6 +11,28 @@
 //!   records), snapshots written atomically, and crash recovery that cuts a
 //!   torn tail and refuses corruption anywhere else.
 //!
+//! A data directory survives the process; a second process cannot open it
+//! while the first holds it:
+//!
+//! ```
+//! use rabia_persistence::{FileOptions, FilePersistence, Persistence, PersistenceError};
+//! use rabia_core::protocol::PersistRecord;
+//! use rabia_core::{Slot, SlotValue};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut store = FilePersistence::open(dir.path(), FileOptions::default()).unwrap();
+//! store.recover().await.unwrap();
+//! store.append(&[PersistRecord::Decided { slot: Slot(0), value: SlotValue::Null }]).await.unwrap();
+//! assert!(matches!(
+//!     FilePersistence::open(dir.path(), FileOptions::default()),
+//!     Err(PersistenceError::Locked { .. })
+//! ));
+//! drop(store);
+//! let mut again = FilePersistence::open(dir.path(), FileOptions::default()).unwrap();
+//! assert_eq!(again.recover().await.unwrap().records.len(), 1);
+//! # });
+//! ```
+//!
 //! ```
 //! use rabia_persistence::{InMemoryPersistence, Persistence};
 //! use rabia_core::protocol::PersistRecord;
