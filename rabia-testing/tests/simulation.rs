@@ -65,8 +65,9 @@ fn fixed_seeds_seven_nodes() {
 fn even_sized_and_tiny_clusters() {
     for seed in 1..6 {
         check(seed, 4, FaultClasses::ALL);
+        check(seed, 2, FaultClasses::ALL);
+        check(seed, 1, FaultClasses::ALL);
         check(seed, 2, FaultClasses::NONE);
-        check(seed, 1, FaultClasses::NONE);
     }
 }
 

@@ -471,7 +471,7 @@ impl World {
                 );
             }
         }
-        if faults.partitions {
+        if faults.partitions && n > 1 {
             for _ in 0..self.rng.gen_range(0..=4) {
                 let at = self.rng.gen_range(0..phase);
                 let length = self.rng.gen_range(10_000_000..700_000_000u64);
