@@ -7,7 +7,7 @@ use crate::handle::{Reply, Waiter};
 use crate::persist::PersistCommand;
 use crate::status::{Histogram, LatencySummary};
 use rabia_core::protocol::{DecidedFilter, Delivery, DeliveryOutcome};
-use rabia_core::smr::{SessionCheck, SessionTable, StateMachine};
+use rabia_core::smr::{OperationError, SessionCheck, SessionTable, StateMachine};
 use rabia_core::{BatchId, Epoch, NodeId, Operation, Slot};
 use rabia_persistence::Snapshot;
 use std::collections::HashMap;
@@ -32,6 +32,20 @@ pub(crate) enum ApplyCommand {
     Install(Box<Snapshot>),
     /// Build a snapshot of the current state for a lagging peer.
     Serve { to: NodeId },
+}
+
+/// Restores `state_machine` from `snapshot` (at start-up or from a peer).
+pub(crate) async fn restore_state_machine<SM: StateMachine>(
+    state_machine: &mut SM,
+    snapshot: &Snapshot,
+) -> Result<(), EngineError> {
+    state_machine
+        .restore_from_snapshot(&snapshot.state)
+        .await
+        .map_err(|e| EngineError::Restore {
+            slot: snapshot.base_slot.0,
+            message: e.to_string(),
+        })
 }
 
 /// A local read, run between two applied operations.
@@ -178,13 +192,7 @@ impl<SM: StateMachine + 'static> Applier<SM> {
         if snapshot.base_slot <= self.next_slot {
             return Ok(());
         }
-        self.state_machine
-            .restore_from_snapshot(&snapshot.state)
-            .await
-            .map_err(|e| EngineError::Restore {
-                slot: snapshot.base_slot.0,
-                message: e.to_string(),
-            })?;
+        restore_state_machine(&mut self.state_machine, &snapshot).await?;
         self.sessions = snapshot.sessions;
         self.filter = snapshot.filter;
         self.next_slot = snapshot.base_slot;
@@ -199,21 +207,26 @@ impl<SM: StateMachine + 'static> Applier<SM> {
         Ok(())
     }
 
+    /// The replicated state as of `next_slot`: the state machine's snapshot
+    /// with the sessions and the decided-batch filter.
+    async fn build_snapshot(&self) -> Result<Snapshot, OperationError> {
+        Ok(Snapshot {
+            base_slot: self.next_slot,
+            epoch: self.policy.epoch,
+            state: self.state_machine.snapshot().await?,
+            sessions: self.sessions.clone(),
+            filter: self.filter.clone(),
+        })
+    }
+
     /// Builds a snapshot of the state as of `next_slot` for a peer.
     async fn serve(&mut self, to: NodeId) {
-        let state = match self.state_machine.snapshot().await {
-            Ok(state) => state,
+        let snapshot = match self.build_snapshot().await {
+            Ok(snapshot) => snapshot,
             Err(e) => {
                 tracing::warn!(error = %e, peer = %to, "cannot snapshot for a lagging peer");
                 return;
             }
-        };
-        let snapshot = Snapshot {
-            base_slot: self.next_slot,
-            epoch: self.policy.epoch,
-            state,
-            sessions: self.sessions.clone(),
-            filter: self.filter.clone(),
         };
         // Never block on the engine loop; the peer asks again if dropped.
         let _ = self.served.try_send((to, Box::new(snapshot)));
@@ -241,8 +254,8 @@ impl<SM: StateMachine + 'static> Applier<SM> {
     /// Snapshots the state as of `next_slot` and hands it to persistence.
     pub(crate) async fn take_snapshot(&mut self) -> Result<(), EngineError> {
         self.last_snapshot_at = Instant::now();
-        let state = match self.state_machine.snapshot().await {
-            Ok(state) => state,
+        let snapshot = match self.build_snapshot().await {
+            Ok(snapshot) => snapshot,
             Err(e) => {
                 // Not fatal: the log keeps growing; retry after another
                 // `max_log_size` bytes or `snapshot_interval`, not at once.
@@ -250,13 +263,6 @@ impl<SM: StateMachine + 'static> Applier<SM> {
                 self.bytes_since_snapshot = 0;
                 return Ok(());
             }
-        };
-        let snapshot = Snapshot {
-            base_slot: self.next_slot,
-            epoch: self.policy.epoch,
-            state,
-            sessions: self.sessions.clone(),
-            filter: self.filter.clone(),
         };
         let base = snapshot.base_slot;
         // Never wait on the persistence queue from here (the engine loop may

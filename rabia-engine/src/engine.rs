@@ -3,7 +3,8 @@
 //! persistence and apply tasks and runs the engine loop.
 
 use crate::apply::{
-    Applier, ApplyCommand, ApplyProgress, LocalQuery, SnapshotPolicy, WaiterRegistry,
+    restore_state_machine, Applier, ApplyCommand, ApplyProgress, LocalQuery, SnapshotPolicy,
+    WaiterRegistry,
 };
 use crate::batcher::Batcher;
 use crate::driver::{Driver, Persistor, Task};
@@ -186,13 +187,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
         );
         let mut base_slot = Slot::ZERO;
         if let Some(snapshot) = &recovered.snapshot {
-            self.state_machine
-                .restore_from_snapshot(&snapshot.state)
-                .await
-                .map_err(|e| EngineError::Restore {
-                    slot: snapshot.base_slot.0,
-                    message: e.to_string(),
-                })?;
+            restore_state_machine(&mut self.state_machine, snapshot).await?;
             sessions = snapshot.sessions.clone();
             filter = snapshot.filter.clone();
             base_slot = snapshot.base_slot;

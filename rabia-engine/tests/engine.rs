@@ -147,6 +147,24 @@ impl Cluster {
     }
 }
 
+/// A one-node engine (no transport needed) and its fire-and-forget channel.
+fn single_node<SM: StateMachine + 'static>(
+    config: RabiaConfig,
+    state_machine: SM,
+) -> (RabiaEngine<SM>, mpsc::UnboundedSender<Operation>) {
+    let me = NodeId::from_u64(1);
+    let (operation_tx, operation_rx) = mpsc::unbounded_channel();
+    let engine = RabiaEngine::new(
+        me,
+        config,
+        ClusterConfig::new(me, [me].into_iter().collect()),
+        state_machine,
+        InMemoryPersistence::new(),
+        operation_rx,
+    );
+    (engine, operation_tx)
+}
+
 /// Waits (virtual time) until the engine's published status satisfies `pred`.
 async fn wait_status(handle: &EngineHandle, pred: impl Fn(&EngineStatus) -> bool) -> EngineStatus {
     let mut watch = handle.status_watch();
@@ -381,19 +399,11 @@ async fn a_storage_failure_stops_the_engine_cleanly() {
 #[tokio::test(start_paused = true)]
 async fn single_node_and_invalid_configuration() {
     let me = NodeId::from_u64(9);
-    let (_tx, rx) = mpsc::unbounded_channel();
     let bad = RabiaConfig {
         max_batch_size: 0,
         ..RabiaConfig::default()
     };
-    let engine = RabiaEngine::new(
-        me,
-        bad,
-        ClusterConfig::new(me, [me].into_iter().collect()),
-        Counter::default(),
-        InMemoryPersistence::new(),
-        rx,
-    );
+    let (engine, _tx) = single_node(bad, Counter::default());
     assert!(matches!(engine.run().await, Err(EngineError::Config(_))));
 
     let (_tx, rx) = mpsc::unbounded_channel();
@@ -414,16 +424,7 @@ async fn single_node_and_invalid_configuration() {
 
 #[tokio::test(start_paused = true)]
 async fn the_guides_fire_and_forget_channel_works() {
-    let me = NodeId::from_u64(1);
-    let (operation_tx, operation_rx) = mpsc::unbounded_channel();
-    let engine = RabiaEngine::new(
-        me,
-        RabiaConfig::default(),
-        ClusterConfig::new(me, [me].into_iter().collect()),
-        Counter::default(),
-        InMemoryPersistence::new(),
-        operation_rx,
-    );
+    let (engine, operation_tx) = single_node(RabiaConfig::default(), Counter::default());
     let handle = engine.handle();
     let reader = engine.local_reader();
     let task = tokio::spawn(engine.run());
@@ -475,16 +476,7 @@ async fn a_closed_transport_stops_the_engine_instead_of_spinning() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_before_run_is_honoured() {
-    let me = NodeId::from_u64(1);
-    let (_tx, rx) = mpsc::unbounded_channel();
-    let engine = RabiaEngine::new(
-        me,
-        RabiaConfig::default(),
-        ClusterConfig::new(me, [me].into_iter().collect()),
-        Counter::default(),
-        InMemoryPersistence::new(),
-        rx,
-    );
+    let (engine, _tx) = single_node(RabiaConfig::default(), Counter::default());
     let handle = engine.handle();
     handle.shutdown();
     let ended = tokio::time::timeout(Duration::from_secs(60), engine.run()).await;
@@ -493,20 +485,11 @@ async fn shutdown_before_run_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn refused_fire_and_forget_operations_are_counted() {
-    let me = NodeId::from_u64(1);
-    let (operation_tx, operation_rx) = mpsc::unbounded_channel();
     let config = RabiaConfig {
         max_batch_bytes: 1024,
         ..RabiaConfig::default()
     };
-    let engine = RabiaEngine::new(
-        me,
-        config,
-        ClusterConfig::new(me, [me].into_iter().collect()),
-        Counter::default(),
-        InMemoryPersistence::new(),
-        operation_rx,
-    );
+    let (engine, operation_tx) = single_node(config, Counter::default());
     let handle = engine.handle();
     let task = tokio::spawn(engine.run());
     operation_tx.send(Operation::new(vec![0; 4096])).unwrap();
@@ -599,16 +582,7 @@ impl StateMachine for Exploding {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_state_machine_stops_the_engine_with_an_error() {
-    let me = NodeId::from_u64(1);
-    let (_tx, rx) = mpsc::unbounded_channel();
-    let engine = RabiaEngine::new(
-        me,
-        RabiaConfig::default(),
-        ClusterConfig::new(me, [me].into_iter().collect()),
-        Exploding,
-        InMemoryPersistence::new(),
-        rx,
-    );
+    let (engine, _tx) = single_node(RabiaConfig::default(), Exploding);
     let handle = engine.handle();
     let task = tokio::spawn(engine.run());
     let reply = handle.submit(Operation::new(vec![1])).await;
