@@ -120,6 +120,18 @@ impl Cluster {
         self.nodes[i] = self.spawn(i, storage);
     }
 
+    /// Cuts node `i` off from everyone (undo with `network.clear_filter()`).
+    fn isolate(&self, i: usize) {
+        let isolated = self.ids[i];
+        self.network.set_filter(Arc::new(move |from, to, _| {
+            if from == isolated || to == isolated {
+                LinkDecision::Drop
+            } else {
+                LinkDecision::Deliver
+            }
+        }));
+    }
+
     async fn state(&self, i: usize) -> (i64, u64) {
         self.nodes[i]
             .reader
@@ -240,14 +252,7 @@ async fn a_retried_session_operation_applies_once() {
 #[tokio::test(start_paused = true)]
 async fn a_node_that_misses_slots_catches_up() {
     let cluster = Cluster::start(3, RabiaConfig::default());
-    let isolated = cluster.ids[2];
-    cluster.network.set_filter(Arc::new(move |from, to, _| {
-        if from == isolated || to == isolated {
-            LinkDecision::Drop
-        } else {
-            LinkDecision::Deliver
-        }
-    }));
+    cluster.isolate(2);
     for _ in 0..30 {
         cluster.nodes[0]
             .handle
@@ -515,14 +520,7 @@ async fn a_replica_behind_every_peers_log_catches_up_by_snapshot() {
         ..RabiaConfig::default()
     };
     let cluster = Cluster::start(3, config);
-    let isolated = cluster.ids[2];
-    cluster.network.set_filter(Arc::new(move |from, to, _| {
-        if from == isolated || to == isolated {
-            LinkDecision::Drop
-        } else {
-            LinkDecision::Deliver
-        }
-    }));
+    cluster.isolate(2);
     let session = cluster.nodes[0].handle.session();
     cluster.nodes[0]
         .handle

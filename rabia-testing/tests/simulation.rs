@@ -139,18 +139,7 @@ fn one_seed_replays_identically() {
 fn every_fault_class_is_exercised() {
     let mut total = rabia_testing::sim::SimStats::default();
     for seed in 1..40 {
-        let s = run(SimConfig::new(seed, 5)).stats;
-        total.messages_lost += s.messages_lost;
-        total.messages_duplicated += s.messages_duplicated;
-        total.messages_delayed += s.messages_delayed;
-        total.partitions_symmetric += s.partitions_symmetric;
-        total.partitions_asymmetric += s.partitions_asymmetric;
-        total.isolations += s.isolations;
-        total.crash_restarts += s.crash_restarts;
-        total.targeted_crashes += s.targeted_crashes;
-        total.crash_stops += s.crash_stops;
-        total.writes_lost += s.writes_lost;
-        total.skewed_clocks += s.skewed_clocks;
+        total.accumulate(&run(SimConfig::new(seed, 5)).stats);
     }
     for (name, count) in [
         ("loss", total.messages_lost),

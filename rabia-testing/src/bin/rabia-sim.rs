@@ -89,33 +89,6 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     s.parse().map_err(|e| format!("bad number {s:?}: {e}"))
 }
 
-fn add(total: &mut SimStats, s: &SimStats) {
-    total.events += s.events;
-    total.messages_sent += s.messages_sent;
-    total.messages_lost += s.messages_lost;
-    total.messages_duplicated += s.messages_duplicated;
-    total.messages_blocked += s.messages_blocked;
-    total.messages_delayed += s.messages_delayed;
-    total.partitions_symmetric += s.partitions_symmetric;
-    total.partitions_asymmetric += s.partitions_asymmetric;
-    total.isolations += s.isolations;
-    total.crash_restarts += s.crash_restarts;
-    total.targeted_crashes += s.targeted_crashes;
-    total.crash_stops += s.crash_stops;
-    total.writes_lost += s.writes_lost;
-    total.skewed_clocks += s.skewed_clocks;
-    total.slots_decided += s.slots_decided;
-    total.null_slots += s.null_slots;
-    total.slots_by_protocol += s.slots_by_protocol;
-    total.phases_total += s.phases_total;
-    total.phases_max = total.phases_max.max(s.phases_max);
-    total.operations_acknowledged += s.operations_acknowledged;
-    total.snapshots_taken += s.snapshots_taken;
-    total.snapshots_installed += s.snapshots_installed;
-    total.restarts_from_snapshot += s.restarts_from_snapshot;
-    total.client_retries += s.client_retries;
-}
-
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -145,7 +118,7 @@ fn main() -> ExitCode {
             }
             let report = run(config);
             runs += 1;
-            add(&mut total, &report.stats);
+            total.accumulate(&report.stats);
             if args.verbose || args.single.is_some() {
                 println!(
                     "seed {seed} nodes {nodes}: {} slots ({} ⊥), {} ops acked, {} events, trace {:016x}{}",

@@ -198,6 +198,36 @@ pub struct SimStats {
     pub virtual_time: Duration,
 }
 
+impl SimStats {
+    /// Adds another run's counts to these (the maximum for `phases_max`).
+    pub fn accumulate(&mut self, other: &SimStats) {
+        self.events += other.events;
+        self.messages_sent += other.messages_sent;
+        self.messages_lost += other.messages_lost;
+        self.messages_duplicated += other.messages_duplicated;
+        self.messages_blocked += other.messages_blocked;
+        self.messages_delayed += other.messages_delayed;
+        self.partitions_symmetric += other.partitions_symmetric;
+        self.partitions_asymmetric += other.partitions_asymmetric;
+        self.isolations += other.isolations;
+        self.crash_restarts += other.crash_restarts;
+        self.targeted_crashes += other.targeted_crashes;
+        self.crash_stops += other.crash_stops;
+        self.writes_lost += other.writes_lost;
+        self.skewed_clocks += other.skewed_clocks;
+        self.slots_decided += other.slots_decided;
+        self.null_slots += other.null_slots;
+        self.slots_by_protocol += other.slots_by_protocol;
+        self.phases_total += other.phases_total;
+        self.phases_max = self.phases_max.max(other.phases_max);
+        self.operations_acknowledged += other.operations_acknowledged;
+        self.snapshots_taken += other.snapshots_taken;
+        self.snapshots_installed += other.snapshots_installed;
+        self.restarts_from_snapshot += other.restarts_from_snapshot;
+        self.client_retries += other.client_retries;
+    }
+}
+
 /// The outcome of one run.
 #[derive(Clone, Debug)]
 pub struct SimReport {
