@@ -5,8 +5,9 @@
 //! * [`InMemoryNetwork`]: every node of a cluster in one process, with
 //!   bounded per-node inboxes and a link filter that tests and the fault
 //!   injector use to drop messages or cut links.
-//! * A TCP transport between processes implements the same trait (the
-//!   network issue).
+//! * [`TcpTransport`]: one process per node over TCP, with a versioned
+//!   handshake, one connection per peer pair, reconnects with backoff and
+//!   bounded per-peer outboxes.
 //!
 //! A transport is best effort: a full inbox drops the message (counted), and
 //! the protocol's retransmission recovers. It never blocks the engine loop.
@@ -28,8 +29,10 @@
 
 mod error;
 mod memory;
+mod tcp;
 mod transport;
 
 pub use error::TransportError;
 pub use memory::{InMemoryNetwork, InMemoryTransport, LinkDecision, LinkFilter};
+pub use tcp::{TcpConfig, TcpTransport};
 pub use transport::{Transport, TransportStats};

@@ -123,7 +123,6 @@ impl InMemoryTransport {
         inbox: Option<&Inbox>,
         filter: Option<&LinkFilter>,
     ) {
-        self.stats.sent.fetch_add(1, Ordering::Relaxed);
         let Some(inbox) = inbox else {
             self.stats
                 .dropped_unreachable
@@ -139,7 +138,9 @@ impl InMemoryTransport {
             }
         }
         match inbox.try_send((self.me, envelope)) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
             }
@@ -202,6 +203,7 @@ impl Transport for InMemoryTransport {
             received: self.stats.received.load(Ordering::Relaxed),
             dropped_full: self.stats.dropped_full.load(Ordering::Relaxed),
             dropped_unreachable: self.stats.dropped_unreachable.load(Ordering::Relaxed),
+            ..TransportStats::default()
         }
     }
 }

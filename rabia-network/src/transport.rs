@@ -7,7 +7,8 @@ use rabia_core::NodeId;
 /// Counters of one endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransportStats {
-    /// Messages handed to the network.
+    /// Messages accepted for delivery (queued for their peer). Each send is
+    /// counted once: here, in `dropped_full` or in `dropped_unreachable`.
     pub sent: u64,
     /// Messages received.
     pub received: u64,
@@ -15,6 +16,17 @@ pub struct TransportStats {
     pub dropped_full: u64,
     /// Messages dropped by a link filter or because the peer is unknown or gone.
     pub dropped_unreachable: u64,
+    /// Inbound frames refused as garbage, truncated, oversized or from the
+    /// wrong sender; each closes its connection (TCP only).
+    pub frames_rejected: u64,
+    /// Connection attempts refused at the handshake: wrong version, cluster
+    /// id or node id, or not a Rabia peer at all (TCP only).
+    pub handshakes_rejected: u64,
+    /// Peer connections established over the transport's life (TCP only).
+    pub connections_established: u64,
+    /// Peers with a live connection right now (TCP; the in-memory network
+    /// reports 0).
+    pub peers_connected: u64,
 }
 
 /// Moves protocol messages between replicas.

@@ -12,3 +12,4 @@
 //! ```
 
 pub mod persistence;
+pub mod transport;
