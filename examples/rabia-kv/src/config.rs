@@ -1,0 +1,365 @@
+//! A node's settings: from flags, a TOML file (`--config`), or both (flags
+//! win), checked as a whole with errors that name the setting.
+//!
+//! ```toml
+//! id = 1
+//! listen = "127.0.0.1:7001"
+//! resp = "127.0.0.1:6381"
+//! data_dir = "/var/lib/rabia-kv/1"
+//! persistence = "file"          # or "memory"
+//! metrics = "127.0.0.1:9101"    # optional
+//! cluster_id = "rabia-kv"       # every node of a cluster must agree
+//! read_mode = "linearizable"    # or "local" (relaxed, possibly stale reads)
+//!
+//! [peers]
+//! 1 = "127.0.0.1:7001"
+//! 2 = "127.0.0.1:7002"
+//! 3 = "127.0.0.1:7003"
+//! ```
+
+use rabia_core::NodeId;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where a node keeps its log and snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistenceKind {
+    /// A write-ahead log and snapshots under `data_dir`, fsynced before any
+    /// message that depends on them is sent (survives crashes).
+    File,
+    /// Nothing on disk: a restarted node rejoins empty and catches up from
+    /// its peers (needs a majority that did not restart).
+    Memory,
+}
+
+/// How reads are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// Reads go through the log: linearizable (the default).
+    Linearizable,
+    /// Reads run on this replica's state at once: fast, possibly stale.
+    Local,
+}
+
+/// A bad setting.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("missing setting `{0}` (give it as --{flag} or in the --config file)", flag = .0.replace('_', "-"))]
+    Missing(&'static str),
+    /// A setting has a bad value.
+    #[error("invalid `{setting}`: {reason}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+/// Settings as given, each optional (the TOML file's shape, and what flags
+/// fill in).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// This node's id.
+    pub id: Option<u64>,
+    /// Peer listen address (defaults to this node's entry in `peers`).
+    pub listen: Option<SocketAddr>,
+    /// Every member, id → peer address.
+    pub peers: Option<BTreeMap<String, String>>,
+    /// RESP listen address.
+    pub resp: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// `file` or `memory`.
+    pub persistence: Option<PersistenceKind>,
+    /// Metrics and health endpoint address.
+    pub metrics: Option<SocketAddr>,
+    /// Cluster name; nodes with different names refuse each other.
+    pub cluster_id: Option<String>,
+    /// `linearizable` or `local`.
+    pub read_mode: Option<ReadMode>,
+    /// Most operations per batch.
+    pub max_batch_size: Option<usize>,
+    /// Longest wait to fill a batch while a slot is in flight, in ms.
+    pub batch_timeout_ms: Option<u64>,
+}
+
+impl Settings {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// These settings, with every setting `over` gives replacing ours.
+    pub fn overridden_by(self, over: Settings) -> Settings {
+        Settings {
+            id: over.id.or(self.id),
+            listen: over.listen.or(self.listen),
+            peers: over.peers.or(self.peers),
+            resp: over.resp.or(self.resp),
+            data_dir: over.data_dir.or(self.data_dir),
+            persistence: over.persistence.or(self.persistence),
+            metrics: over.metrics.or(self.metrics),
+            cluster_id: over.cluster_id.or(self.cluster_id),
+            read_mode: over.read_mode.or(self.read_mode),
+            max_batch_size: over.max_batch_size.or(self.max_batch_size),
+            batch_timeout_ms: over.batch_timeout_ms.or(self.batch_timeout_ms),
+        }
+    }
+
+    /// Checks everything and produces a node configuration.
+    pub fn validate(self) -> Result<NodeConfig, ConfigError> {
+        let id = NodeId::from_u64(self.id.ok_or(ConfigError::Missing("id"))?);
+        let raw_peers = self.peers.ok_or(ConfigError::Missing("peers"))?;
+        let mut peers = BTreeMap::new();
+        for (key, addr) in &raw_peers {
+            let node: u64 = key
+                .trim()
+                .parse()
+                .map_err(|_| invalid("peers", format!("`{key}` is not a node id (a number)")))?;
+            let addr: SocketAddr = addr.trim().parse().map_err(|_| {
+                invalid("peers", format!("`{addr}` (node {node}) is not HOST:PORT"))
+            })?;
+            if let Some((other, _)) = peers.iter().find(|(_, a)| **a == addr) {
+                return Err(invalid(
+                    "peers",
+                    format!("nodes {other} and {node} share the address {addr}"),
+                ));
+            }
+            peers.insert(NodeId::from_u64(node), addr);
+        }
+        let Some(&own) = peers.get(&id) else {
+            return Err(invalid(
+                "peers",
+                format!("this node's id {id} is not in the member list"),
+            ));
+        };
+        let listen = self.listen.unwrap_or(own);
+        let resp = self.resp.ok_or(ConfigError::Missing("resp"))?;
+        let persistence = self.persistence.unwrap_or(PersistenceKind::File);
+        if persistence == PersistenceKind::File && self.data_dir.is_none() {
+            return Err(ConfigError::Missing("data_dir"));
+        }
+        if resp == listen {
+            return Err(invalid("resp", "must differ from the peer listen address"));
+        }
+        if let Some(metrics) = self.metrics {
+            if metrics == listen || metrics == resp {
+                return Err(invalid(
+                    "metrics",
+                    "must differ from the peer and RESP addresses",
+                ));
+            }
+        }
+        let cluster_id = self.cluster_id.unwrap_or_else(|| "rabia-kv".to_string());
+        if cluster_id.is_empty() {
+            return Err(invalid("cluster_id", "must not be empty"));
+        }
+        let max_batch_size = self.max_batch_size.unwrap_or(4096);
+        if max_batch_size == 0 {
+            return Err(invalid("max_batch_size", "must be positive"));
+        }
+        let batch_timeout = Duration::from_millis(self.batch_timeout_ms.unwrap_or(5));
+        if batch_timeout.is_zero() {
+            return Err(invalid("batch_timeout_ms", "must be positive"));
+        }
+        Ok(NodeConfig {
+            id,
+            listen,
+            peers,
+            resp,
+            data_dir: self.data_dir,
+            persistence,
+            metrics: self.metrics,
+            cluster_id,
+            read_mode: self.read_mode.unwrap_or(ReadMode::Linearizable),
+            max_batch_size,
+            batch_timeout,
+        })
+    }
+}
+
+/// Parses `--peers 1=127.0.0.1:7001,2=127.0.0.1:7002` into the settings'
+/// shape (addresses are checked by [`Settings::validate`]).
+pub fn parse_peers_flag(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((id, addr)) = item.split_once('=') else {
+            return Err(invalid("peers", format!("`{item}` is not ID=HOST:PORT")));
+        };
+        if peers
+            .insert(id.trim().to_string(), addr.trim().to_string())
+            .is_some()
+        {
+            return Err(invalid("peers", format!("node {id} is listed twice")));
+        }
+    }
+    if peers.is_empty() {
+        return Err(invalid("peers", "no members given"));
+    }
+    Ok(peers)
+}
+
+/// A validated node configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Peer listen address.
+    pub listen: SocketAddr,
+    /// Every member's peer address (this node included).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// RESP listen address.
+    pub resp: SocketAddr,
+    /// Data directory (required for file persistence).
+    pub data_dir: Option<PathBuf>,
+    /// Storage.
+    pub persistence: PersistenceKind,
+    /// Metrics and health endpoint.
+    pub metrics: Option<SocketAddr>,
+    /// Cluster name.
+    pub cluster_id: String,
+    /// How reads are served.
+    pub read_mode: ReadMode,
+    /// Most operations per batch.
+    pub max_batch_size: usize,
+    /// Longest wait to fill a batch.
+    pub batch_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// The cluster name as the 64-bit id the transport handshake carries
+    /// (FNV-1a: stable across builds and platforms).
+    pub fn cluster_hash(&self) -> u64 {
+        self.cluster_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        Settings {
+            id: Some(1),
+            peers: Some(
+                parse_peers_flag("1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003").unwrap(),
+            ),
+            resp: Some("127.0.0.1:6381".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn a_complete_configuration_validates_with_defaults() {
+        let c = base().validate().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.persistence, PersistenceKind::File);
+        assert_eq!(c.read_mode, ReadMode::Linearizable);
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let e = |s: Settings| s.validate().unwrap_err().to_string();
+        assert!(e(Settings {
+            id: Some(9),
+            ..base()
+        })
+        .contains("id 9 is not in the member list"));
+        assert!(e(Settings {
+            resp: None,
+            ..base()
+        })
+        .contains("--resp"));
+        assert!(e(Settings {
+            data_dir: None,
+            ..base()
+        })
+        .contains("--data-dir"));
+        let mut dup = base();
+        dup.peers
+            .as_mut()
+            .unwrap()
+            .insert("4".into(), "127.0.0.1:7001".into());
+        assert!(e(dup).contains("share the address"));
+        let mut bad = base();
+        bad.peers
+            .as_mut()
+            .unwrap()
+            .insert("x".into(), "127.0.0.1:1".into());
+        assert!(e(bad).contains("not a node id"));
+        assert!(parse_peers_flag("1:127.0.0.1:1")
+            .unwrap_err()
+            .to_string()
+            .contains("ID=HOST:PORT"));
+        assert!(Settings {
+            data_dir: None,
+            persistence: Some(PersistenceKind::Memory),
+            ..base()
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn toml_and_flags_combine_with_flags_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
+        )
+        .unwrap();
+        let file = Settings::from_file(&path).unwrap();
+        let c = file
+            .overridden_by(Settings {
+                resp: Some("127.0.0.1:7777".parse().unwrap()),
+                ..Settings::default()
+            })
+            .validate()
+            .unwrap();
+        assert_eq!(c.id, NodeId::from_u64(2));
+        assert_eq!(c.resp, "127.0.0.1:7777".parse().unwrap());
+        std::fs::write(&path, "id = 2\nbogus = 1\n").unwrap();
+        assert!(Settings::from_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+    }
+}

@@ -1,0 +1,147 @@
+//! The `rabia-kv` command: run a node, a local cluster, or query a node.
+
+use clap::{Args, Parser, Subcommand};
+use rabia_kv::config::{self, PersistenceKind, ReadMode, Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A replicated key-value server speaking the Redis protocol, on Rabia.
+#[derive(Debug, Parser)]
+#[command(name = "rabia-kv", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Start a whole cluster on loopback (one process per node) until Ctrl-C.
+    LocalCluster(rabia_kv::cluster::LocalClusterArgs),
+    /// Print a node's view: slots, ⊥ rate, peers, storage.
+    Status {
+        /// The node's RESP address.
+        #[arg(long, default_value = "127.0.0.1:6381")]
+        resp: SocketAddr,
+    },
+}
+
+/// Run one node (the default command).
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// A TOML file with any of the settings below (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's id (a member of --peers).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Peer listen address (default: this node's address in --peers).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Every member: ID=HOST:PORT,ID=HOST:PORT,...
+    #[arg(long)]
+    peers: Option<String>,
+    /// Address for Redis clients.
+    #[arg(long)]
+    resp: Option<SocketAddr>,
+    /// Data directory (write-ahead log and snapshots).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Storage: file (durable, default) or memory.
+    #[arg(long, value_enum)]
+    persistence: Option<PersistenceKind>,
+    /// Address for /metrics and /health.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Cluster name; nodes with different names refuse each other.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// linearizable (default) or local (relaxed, possibly stale) reads.
+    #[arg(long, value_enum)]
+    read_mode: Option<ReadMode>,
+    /// Most operations per batch.
+    #[arg(long)]
+    max_batch_size: Option<usize>,
+    /// Longest wait to fill a batch while a slot is in flight (ms).
+    #[arg(long)]
+    batch_timeout_ms: Option<u64>,
+}
+
+impl NodeArgs {
+    fn settings(self) -> Result<config::NodeConfig, config::ConfigError> {
+        let file = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        let peers = self
+            .peers
+            .as_deref()
+            .map(config::parse_peers_flag)
+            .transpose()?;
+        let flags = Settings {
+            id: self.id,
+            listen: self.listen,
+            peers,
+            resp: self.resp,
+            data_dir: self.data_dir,
+            persistence: self.persistence,
+            metrics: self.metrics,
+            cluster_id: self.cluster_id,
+            read_mode: self.read_mode,
+            max_batch_size: self.max_batch_size,
+            batch_timeout_ms: self.batch_timeout_ms,
+        };
+        file.overridden_by(flags).validate()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rabia-kv: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async move {
+        match cli.command {
+            Some(Sub::LocalCluster(args)) => rabia_kv::cluster::run(args)
+                .await
+                .map_err(|e| e.to_string()),
+            Some(Sub::Status { resp }) => match rabia_kv::status::fetch(resp).await {
+                Ok(info) => {
+                    print!("{}", rabia_kv::status::report(resp, &info));
+                    Ok(())
+                }
+                Err(e) => Err(format!("cannot read the status of {resp}: {e}")),
+            },
+            None => {
+                let config = cli
+                    .node
+                    .settings()
+                    .map_err(|e| format!("configuration: {e}"))?;
+                rabia_kv::node::run(config).await.map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rabia-kv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
