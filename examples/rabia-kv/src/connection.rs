@@ -1,10 +1,17 @@
-//! One RESP client connection: parse pipelined requests, run each (through
-//! the log, or locally), and answer in request order.
+//! One RESP client connection: parse pipelined requests, run them in
+//! order, and answer in order.
 //!
-//! Every write carries the connection's exactly-once session tag, so a
-//! retry after an indeterminate outcome applies at most once. At most
-//! `inflight_max` requests of one connection are outstanding; beyond that
-//! the connection stops reading (TCP back-pressure slows the client).
+//! **Order.** Redis executes one connection's commands in the order sent.
+//! Separate log entries give no such promise (two batches of one node may
+//! be decided in either order), so a connection has at most one log entry
+//! in flight: the commands that arrive meanwhile are queued, and the next
+//! run of consecutive replicated commands goes out as one
+//! [`KvOp::Pipeline`] entry once the previous one is applied. Deep
+//! pipelines thus become large entries (cheap), and a connection's commands
+//! apply in order.
+//!
+//! Every entry with a write carries the connection's exactly-once session
+//! tag, so a retry after an indeterminate outcome applies at most once.
 
 use crate::command::{self, Local, Request};
 use crate::info;
@@ -12,10 +19,10 @@ use crate::node::Shared;
 use crate::resp::{self, Value};
 use crate::store::{Command, KvOp};
 use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use rabia_core::Operation;
 use rabia_engine::{EngineHandle, Session, SubmitError};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +34,12 @@ use tracing::debug;
 /// same session tag, so it applies at most once).
 const INDETERMINATE_RETRIES: usize = 5;
 
+/// Most commands in one pipeline entry.
+const PIPELINE_OPS_MAX: usize = 1024;
+
+/// Most requests queued per connection before it stops reading.
+const QUEUED_MAX: usize = 4096;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -34,12 +47,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn ready(value: Value) -> BoxFuture<'static, Vec<u8>> {
-    futures::future::ready(value.to_bytes()).boxed()
-}
-
-/// Submits `operation` and returns the RESP reply bytes.
-async fn submit(handle: EngineHandle, operation: Operation) -> Vec<u8> {
+/// Submits `operation` and returns the reply bytes; on failure, one error
+/// reply per command the entry carried.
+async fn submit(handle: EngineHandle, operation: Operation, commands: usize) -> Vec<u8> {
     let mut attempts = 0;
     loop {
         match handle.submit(operation.clone()).await {
@@ -47,7 +57,14 @@ async fn submit(handle: EngineHandle, operation: Operation) -> Vec<u8> {
             Err(SubmitError::Indeterminate) if attempts < INDETERMINATE_RETRIES => {
                 attempts += 1;
             }
-            Err(e) => return error_reply(&e).to_bytes(),
+            Err(e) => {
+                let mut out = Vec::new();
+                let reply = error_reply(&e);
+                for _ in 0..commands {
+                    reply.encode(&mut out);
+                }
+                return out;
+            }
         }
     }
 }
@@ -61,6 +78,16 @@ fn error_reply(e: &SubmitError) -> Value {
     }
 }
 
+/// One step of a connection's queue, in request order.
+enum Step {
+    /// A reply known now.
+    Reply(Vec<u8>),
+    /// A command for the log.
+    Op(KvOp),
+    /// A reply computed asynchronously (INFO).
+    Later(BoxFuture<'static, Vec<u8>>),
+}
+
 struct Connection {
     shared: Arc<Shared>,
     session: Session,
@@ -69,47 +96,116 @@ struct Connection {
     closing: bool,
 }
 
+fn reply(value: Value) -> Step {
+    Step::Reply(value.to_bytes())
+}
+
 impl Connection {
-    /// Turns one request into its reply future.
-    fn dispatch(&mut self, args: Vec<Vec<u8>>) -> BoxFuture<'static, Vec<u8>> {
+    /// Turns one request into its step.
+    fn dispatch(&mut self, args: Vec<Vec<u8>>) -> Step {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
         let request = command::parse(&args, now_ms());
         if let Some((queued, dirty)) = self.multi.as_mut() {
             match request {
                 Request::Replicated(op) => {
                     queued.push(op);
-                    return ready(Value::Simple("QUEUED".into()));
+                    return reply(Value::Simple("QUEUED".into()));
                 }
                 Request::Local(Local::Exec | Local::Discard | Local::Multi | Local::Quit) => {}
                 Request::Local(_) => {
                     *dirty = true;
-                    return ready(Value::err("command not allowed inside MULTI"));
+                    return reply(Value::err("command not allowed inside MULTI"));
                 }
-                Request::Invalid(reply) => {
+                Request::Invalid(value) => {
                     *dirty = true;
-                    return ready(reply);
+                    return reply(value);
                 }
             }
         }
         match request {
-            Request::Invalid(reply) => {
+            Request::Invalid(value) => {
                 self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                ready(reply)
+                reply(value)
             }
-            Request::Replicated(op) => self.replicate(op),
+            Request::Replicated(op) => Step::Op(op),
             Request::Local(local) => self.local(local),
         }
     }
 
-    fn replicate(&mut self, op: KvOp) -> BoxFuture<'static, Vec<u8>> {
+    fn local(&mut self, local: Local) -> Step {
+        match local {
+            Local::Ping(None) => reply(Value::Simple("PONG".into())),
+            Local::Ping(Some(message)) | Local::Echo(message) => reply(Value::bulk(message)),
+            Local::Command => reply(Value::Array(Some(Vec::new()))),
+            Local::ClientOk => reply(Value::ok()),
+            Local::Select(db) => reply(if db == b"0" {
+                Value::ok()
+            } else {
+                Value::err("DB index is out of range")
+            }),
+            Local::ConfigGet(patterns) => reply(info::config_get(&self.shared.config, &patterns)),
+            Local::Info(section) => {
+                let shared = self.shared.clone();
+                Step::Later(
+                    async move {
+                        Value::bulk(info::render(&shared, section.as_deref()).await).to_bytes()
+                    }
+                    .boxed(),
+                )
+            }
+            Local::Quit => {
+                self.closing = true;
+                reply(Value::ok())
+            }
+            Local::Multi => {
+                if self.multi.is_some() {
+                    return reply(Value::err("MULTI calls can not be nested"));
+                }
+                self.multi = Some((Vec::new(), false));
+                reply(Value::ok())
+            }
+            Local::Discard => match self.multi.take() {
+                Some(_) => reply(Value::ok()),
+                None => reply(Value::err("DISCARD without MULTI")),
+            },
+            Local::Exec => match self.multi.take() {
+                None => reply(Value::err("EXEC without MULTI")),
+                Some((_, true)) => reply(Value::Error(
+                    "EXECABORT Transaction discarded because of previous errors.".into(),
+                )),
+                Some((ops, false)) if ops.is_empty() => reply(Value::Array(Some(Vec::new()))),
+                Some((ops, false)) => Step::Op(KvOp::Multi(ops)),
+            },
+        }
+    }
+
+    /// Starts the log entry (or local read) for `ops`, in order.
+    fn run(&self, mut ops: Vec<KvOp>) -> BoxFuture<'static, Vec<u8>> {
+        let count = ops.len();
+        let op = if count == 1 {
+            ops.swap_remove(0)
+        } else {
+            KvOp::Pipeline(ops)
+        };
         let read_only = op.is_read_only();
         if read_only && self.shared.config.read_mode == crate::config::ReadMode::Local {
+            // Earlier entries of this connection are applied here already
+            // (one in flight at a time), so a local read sees them.
             let reader = self.shared.reader.clone();
             return async move {
-                reader
-                    .read_local(move |store| store.read(&op).to_bytes())
+                match reader
+                    .read_local(move |store| store.read_encoded(&op))
                     .await
-                    .unwrap_or_else(|e| error_reply(&e).to_bytes())
+                {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let mut out = Vec::new();
+                        for _ in 0..count {
+                            error_reply(&e).encode(&mut out);
+                        }
+                        out
+                    }
+                }
             }
             .boxed();
         }
@@ -124,49 +220,35 @@ impl Connection {
         } else {
             self.session.operation(data)
         };
-        submit(self.shared.handle.clone(), operation).boxed()
+        submit(self.shared.handle.clone(), operation, count).boxed()
     }
+}
 
-    fn local(&mut self, local: Local) -> BoxFuture<'static, Vec<u8>> {
-        match local {
-            Local::Ping(None) => ready(Value::Simple("PONG".into())),
-            Local::Ping(Some(message)) | Local::Echo(message) => ready(Value::bulk(message)),
-            Local::Command => ready(Value::Array(Some(Vec::new()))),
-            Local::ClientOk => ready(Value::ok()),
-            Local::Select(db) => ready(if db == b"0" {
-                Value::ok()
-            } else {
-                Value::err("DB index is out of range")
-            }),
-            Local::ConfigGet(patterns) => ready(info::config_get(&self.shared.config, &patterns)),
-            Local::Info(section) => {
-                let shared = self.shared.clone();
-                async move { Value::bulk(info::render(&shared, section.as_deref()).await).to_bytes() }
-                    .boxed()
-            }
-            Local::Quit => {
-                self.closing = true;
-                ready(Value::ok())
-            }
-            Local::Multi => {
-                if self.multi.is_some() {
-                    return ready(Value::err("MULTI calls can not be nested"));
+/// Moves ready replies from the front of `queue` into `output` and starts
+/// the next asynchronous step, if any.
+fn advance(
+    connection: &Connection,
+    queue: &mut VecDeque<Step>,
+    output: &mut Vec<u8>,
+) -> Option<BoxFuture<'static, Vec<u8>>> {
+    loop {
+        match queue.pop_front()? {
+            Step::Reply(bytes) => output.extend_from_slice(&bytes),
+            Step::Later(future) => return Some(future),
+            Step::Op(op) => {
+                let mut ops = vec![op];
+                while ops.len() < PIPELINE_OPS_MAX {
+                    match queue.front() {
+                        Some(Step::Op(_)) => {
+                            if let Some(Step::Op(op)) = queue.pop_front() {
+                                ops.push(op);
+                            }
+                        }
+                        _ => break,
+                    }
                 }
-                self.multi = Some((Vec::new(), false));
-                ready(Value::ok())
+                return Some(connection.run(ops));
             }
-            Local::Discard => match self.multi.take() {
-                Some(_) => ready(Value::ok()),
-                None => ready(Value::err("DISCARD without MULTI")),
-            },
-            Local::Exec => match self.multi.take() {
-                None => ready(Value::err("EXEC without MULTI")),
-                Some((_, true)) => ready(Value::Error(
-                    "EXECABORT Transaction discarded because of previous errors.".into(),
-                )),
-                Some((ops, false)) if ops.is_empty() => ready(Value::Array(Some(Vec::new()))),
-                Some((ops, false)) => self.replicate(KvOp::Multi(ops)),
-            },
         }
     }
 }
@@ -177,7 +259,6 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (mut reader, mut writer) = stream.into_split();
-    let inflight_max = shared.inflight_max;
     let limits = shared.limits;
     let mut connection = Connection {
         session: shared.handle.session(),
@@ -187,17 +268,19 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     };
     let mut input: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut consumed = 0;
-    let mut pending: FuturesOrdered<BoxFuture<'static, Vec<u8>>> = FuturesOrdered::new();
+    let mut queue: VecDeque<Step> = VecDeque::new();
+    let mut in_flight: Option<BoxFuture<'static, Vec<u8>>> = None;
     let mut output: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut eof = false;
     loop {
         // Parse every complete request we have room for.
-        while !connection.closing && pending.len() < inflight_max {
+        while !connection.closing && queue.len() < QUEUED_MAX {
             match resp::parse_request(&input[consumed..], &limits) {
                 Ok(Some((args, used))) => {
                     consumed += used;
                     if !args.is_empty() {
-                        pending.push_back(connection.dispatch(args));
+                        let step = connection.dispatch(args);
+                        queue.push_back(step);
                     }
                 }
                 Ok(None) if input.len() - consumed > limits.request_bytes_max => {
@@ -206,7 +289,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                         .stats
                         .protocol_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    pending.push_back(ready(Value::err("Protocol error: request too large")));
+                    queue.push_back(reply(Value::err("Protocol error: request too large")));
                     connection.closing = true;
                 }
                 Ok(None) => break,
@@ -217,7 +300,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                         .protocol_errors
                         .fetch_add(1, Ordering::Relaxed);
                     debug!(?peer, error = %e, "closing a client connection: protocol error");
-                    pending.push_back(ready(Value::err(e)));
+                    queue.push_back(reply(Value::err(e)));
                     connection.closing = true;
                 }
             }
@@ -229,21 +312,24 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             input.drain(..consumed);
             consumed = 0;
         }
-        if pending.is_empty() && (connection.closing || eof) {
+        if in_flight.is_none() {
+            in_flight = advance(&connection, &mut queue, &mut output);
+        }
+        if !output.is_empty() {
+            if writer.write_all(&output).await.is_err() {
+                break;
+            }
+            output.clear();
+        }
+        if in_flight.is_none() && queue.is_empty() && (connection.closing || eof) {
             break;
         }
-        let can_read = !connection.closing && !eof && pending.len() < inflight_max;
+        let can_read = !connection.closing && !eof && queue.len() < QUEUED_MAX;
         tokio::select! {
             biased;
-            Some(reply) = pending.next(), if !pending.is_empty() => {
-                output.extend_from_slice(&reply);
-                while let Some(Some(reply)) = pending.next().now_or_never() {
-                    output.extend_from_slice(&reply);
-                }
-                if writer.write_all(&output).await.is_err() {
-                    break;
-                }
-                output.clear();
+            done = async { match in_flight.as_mut() { Some(f) => f.await, None => std::future::pending().await } }, if in_flight.is_some() => {
+                in_flight = None;
+                output.extend_from_slice(&done);
             }
             read = reader.read_buf(&mut input), if can_read => {
                 match read {

@@ -71,8 +71,6 @@ pub struct Shared {
     pub stats: ServerStats,
     /// RESP parsing limits.
     pub limits: Limits,
-    /// Outstanding requests per connection.
-    pub inflight_max: usize,
 }
 
 /// The engine settings rabia-kv runs with.
@@ -113,7 +111,6 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let members = config.peers.keys().copied().collect();
     let cluster = ClusterConfig::new(config.id, members);
     let engine_settings = engine_config(&config);
-    let inflight_max = engine_settings.session_window.max(1);
     let (_operation_tx, operation_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = match (config.persistence, &config.data_dir) {
         (PersistenceKind::File, Some(dir)) => {
@@ -143,7 +140,6 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         config: config.clone(),
         stats: ServerStats::default(),
         limits: Limits::default(),
-        inflight_max,
     });
     let mut running = tokio::spawn(engine.run());
     let mut tasks = tokio::task::JoinSet::new();

@@ -85,6 +85,10 @@ pub enum KvOp {
     FlushAll,
     /// `MULTI ... EXEC`: applied atomically, one reply array.
     Multi(Vec<KvOp>),
+    /// Pipelined commands of one connection, applied in order as one log
+    /// entry; the reply is each command's reply, concatenated (not an
+    /// array). This is how a connection's commands keep their order.
+    Pipeline(Vec<KvOp>),
 }
 
 impl KvOp {
@@ -93,7 +97,7 @@ impl KvOp {
     pub fn is_read_only(&self) -> bool {
         match self {
             KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::DbSize => true,
-            KvOp::Multi(ops) => ops.iter().all(KvOp::is_read_only),
+            KvOp::Multi(ops) | KvOp::Pipeline(ops) => ops.iter().all(KvOp::is_read_only),
             _ => false,
         }
     }
@@ -175,10 +179,19 @@ impl KvStore {
     }
 
     /// Applies one command: advances the clock, expires what is due, and
-    /// executes the operation.
+    /// executes the operation. A [`KvOp::Pipeline`] answers with an array of
+    /// its replies here; [`apply_encoded`](Self::apply_encoded) gives the
+    /// wire form clients see.
     pub fn apply(&mut self, command: &Command) -> Value {
         self.advance_clock(command.now_ms);
         self.execute(&command.op)
+    }
+
+    /// Applies one command and returns its reply bytes: for a pipeline,
+    /// each command's reply in order.
+    pub fn apply_encoded(&mut self, command: &Command) -> Vec<u8> {
+        self.advance_clock(command.now_ms);
+        encode_replies(&command.op, |op| self.execute(op))
     }
 
     /// Runs a read-only operation on the current state without changing it
@@ -188,6 +201,12 @@ impl KvStore {
             return Value::err("only read commands can run as local reads");
         }
         ReadView { store: self }.execute(op)
+    }
+
+    /// [`read`](Self::read), as reply bytes (a pipeline's replies
+    /// concatenated).
+    pub fn read_encoded(&self, op: &KvOp) -> Vec<u8> {
+        encode_replies(op, |op| self.read(op))
     }
 
     fn advance_clock(&mut self, now_ms: u64) {
@@ -299,8 +318,23 @@ impl KvStore {
                 self.expiries.clear();
                 Value::ok()
             }
-            KvOp::Multi(ops) => Value::Array(Some(ops.iter().map(|op| self.execute(op)).collect())),
+            KvOp::Multi(ops) | KvOp::Pipeline(ops) => {
+                Value::Array(Some(ops.iter().map(|op| self.execute(op)).collect()))
+            }
         }
+    }
+}
+
+fn encode_replies(op: &KvOp, mut run: impl FnMut(&KvOp) -> Value) -> Vec<u8> {
+    match op {
+        KvOp::Pipeline(ops) => {
+            let mut out = Vec::new();
+            for op in ops {
+                run(op).encode(&mut out);
+            }
+            out
+        }
+        op => run(op).to_bytes(),
     }
 }
 
@@ -326,7 +360,9 @@ impl ReadView<'_> {
                 keys.iter().map(|k| Value::Bulk(self.get(k))).collect(),
             )),
             KvOp::DbSize => Value::Integer(self.store.entries.len() as i64),
-            KvOp::Multi(ops) => Value::Array(Some(ops.iter().map(|op| self.execute(op)).collect())),
+            KvOp::Multi(ops) | KvOp::Pipeline(ops) => {
+                Value::Array(Some(ops.iter().map(|op| self.execute(op)).collect()))
+            }
             _ => Value::err("not a read command"),
         }
     }
@@ -337,7 +373,7 @@ impl StateMachine for KvStore {
     async fn apply_operation(&mut self, operation: &Operation) -> OperationResult {
         let command =
             Command::decode(&operation.data).map_err(|e| format!("not a rabia-kv command: {e}"))?;
-        Ok(self.apply(&command).to_bytes())
+        Ok(self.apply_encoded(&command))
     }
 
     async fn snapshot(&self) -> OperationResult {

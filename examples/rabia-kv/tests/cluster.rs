@@ -1,0 +1,408 @@
+//! Real `rabia-kv` processes on loopback, driven by a real Redis client
+//! crate: SIGKILL and restart, SIGSTOP and SIGCONT, garbage on both ports,
+//! pipelining, transactions. Every acknowledged write must be on every
+//! replica at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use redis::Value as RedisValue;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node {
+    id: u64,
+    resp: SocketAddr,
+    peer: SocketAddr,
+    metrics: SocketAddr,
+    data: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of `rabia-kv` processes; killed on drop.
+struct KvCluster {
+    nodes: Vec<Node>,
+    peers: String,
+    _dir: tempfile::TempDir,
+}
+
+impl KvCluster {
+    fn start(n: u64) -> KvCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                id,
+                resp: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                metrics: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                data: dir.path().join(format!("node-{id}")),
+                child: None,
+            })
+            .collect();
+        let peers = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = KvCluster {
+            nodes,
+            peers,
+            _dir: dir,
+        };
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i);
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self._dir.path().join(format!("node-{}.log", node.id)))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rabia-kv"))
+            .args(["--id", &node.id.to_string()])
+            .args(["--peers", &self.peers])
+            .args(["--resp", &node.resp.to_string()])
+            .args(["--metrics", &node.metrics.to_string()])
+            .arg("--data-dir")
+            .arg(&node.data)
+            .args(["--persistence", "file"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(
+            self._dir
+                .path()
+                .join(format!("node-{}.log", self.nodes[i].id)),
+        )
+        .unwrap_or_default()
+    }
+
+    fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(mut con) = self.try_connect(i) {
+                if redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not start; log:\n{}",
+                i + 1,
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn try_connect(&self, i: usize) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(format!("redis://{}/", self.nodes[i].resp))?;
+        let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        con.set_read_timeout(Some(Duration::from_secs(30)))?;
+        con.set_write_timeout(Some(Duration::from_secs(30)))?;
+        Ok(con)
+    }
+
+    fn connect(&self, i: usize) -> redis::Connection {
+        self.try_connect(i).unwrap()
+    }
+
+    fn pid(&self, i: usize) -> Pid {
+        Pid::from_raw(self.nodes[i].child.as_ref().unwrap().id() as i32)
+    }
+
+    fn sigkill(&mut self, i: usize) {
+        let mut child = self.nodes[i].child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn signal(&self, i: usize, signal: Signal) {
+        kill(self.pid(i), signal).unwrap();
+    }
+
+    /// Sets `key` through node `i`, retrying a connection error (a node
+    /// that lost quorum or is restarting) until the deadline.
+    fn set(&self, i: usize, key: &str, value: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let result = self.try_connect(i).and_then(|mut con| {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .query::<String>(&mut con)
+            });
+            match result {
+                Ok(reply) => {
+                    assert_eq!(reply, "OK");
+                    return;
+                }
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "SET {key} via node {}: {e}",
+                        i + 1
+                    );
+                    std::thread::sleep(Duration::from_millis(50)); // retry pacing
+                }
+            }
+        }
+    }
+
+    /// Every key in `expected` has its value when read through every node.
+    fn assert_everywhere(&self, expected: &[(String, String)]) {
+        for i in 0..self.nodes.len() {
+            let mut con = self.connect(i);
+            let keys: Vec<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query(&mut con).unwrap();
+            for ((key, want), got) in expected.iter().zip(values) {
+                assert_eq!(
+                    got.as_deref(),
+                    Some(want.as_str()),
+                    "node {} lost acknowledged write {key}",
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
+impl Drop for KvCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_killed_node_restarts_from_disk_and_catches_up() {
+    let mut cluster = KvCluster::start(3);
+    let mut acked = Vec::new();
+    for k in 0..60 {
+        let (key, value) = (format!("k{k}"), format!("v{k}"));
+        cluster.set(k % 3, &key, &value);
+        acked.push((key, value));
+    }
+    cluster.sigkill(2);
+    // Two of three keep serving.
+    for k in 60..120 {
+        let (key, value) = (format!("k{k}"), format!("v{k}"));
+        cluster.set(k % 2, &key, &value);
+        acked.push((key, value));
+    }
+    cluster.spawn(2);
+    cluster.wait_ready(2);
+    for k in 120..140 {
+        let (key, value) = (format!("k{k}"), format!("v{k}"));
+        cluster.set(2, &key, &value);
+        acked.push((key, value));
+    }
+    cluster.assert_everywhere(&acked);
+}
+
+#[test]
+fn a_stopped_node_catches_up_after_sigcont() {
+    let cluster = KvCluster::start(3);
+    let mut acked = Vec::new();
+    cluster.signal(1, Signal::SIGSTOP);
+    for k in 0..100 {
+        let (key, value) = (format!("s{k}"), format!("{k}"));
+        cluster.set(if k % 2 == 0 { 0 } else { 2 }, &key, &value);
+        acked.push((key, value));
+    }
+    cluster.signal(1, Signal::SIGCONT);
+    cluster.assert_everywhere(&acked);
+}
+
+#[test]
+fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
+    let cluster = KvCluster::start(3);
+    let node = &cluster.nodes[0];
+    // The RESP port answers non-RESP with a protocol error and closes.
+    let mut s = TcpStream::connect(node.resp).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"*1\r\n$-7\r\n").unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("-ERR Protocol error"), "got {reply:?}");
+    // The peer port refuses a stranger's bytes at the handshake.
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xff; 64][..],
+        &[0, 0, 0, 3, 1, 2, 3][..],
+    ] {
+        let mut s = TcpStream::connect(node.peer).unwrap();
+        s.write_all(junk).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = s.read_to_end(&mut sink);
+    }
+    cluster.set(0, "after", "garbage");
+    cluster.assert_everywhere(&[("after".into(), "garbage".into())]);
+    let mut con = cluster.connect(0);
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).unwrap();
+    assert!(info.contains("protocol_errors:1"), "{info}");
+    // The status behind /metrics is published periodically: wait for it.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let metrics = http_get(node.metrics, "/metrics");
+        let rejected = metrics
+            .lines()
+            .find(|l| l.starts_with("rabia_transport_handshakes_rejected_total"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap();
+        if rejected >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "handshakes rejected: {rejected}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(http_get(node.metrics, "/health").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn pipelines_transactions_and_redis_errors_behave_like_redis() {
+    let cluster = KvCluster::start(3);
+    let mut con = cluster.connect(0);
+    // 200 pipelined commands come back in order.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("INCR").arg("counter").ignore();
+        pipe.cmd("GET").arg("counter");
+        if i == 199 {
+            pipe.cmd("DBSIZE");
+        }
+    }
+    let replies: Vec<RedisValue> = pipe.query(&mut con).unwrap();
+    assert_eq!(replies.len(), 201);
+    for (i, reply) in replies.iter().take(200).enumerate() {
+        let got: String = redis::from_redis_value(reply).unwrap();
+        assert_eq!(got, (i + 1).to_string(), "pipelined replies out of order");
+    }
+    // MULTI/EXEC: one replicated operation, applied atomically.
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("INCRBY")
+        .arg("x")
+        .arg(5)
+        .cmd("INCRBY")
+        .arg("x")
+        .arg(5)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((a, b), (5, 10));
+    // CAS through another node sees the transaction's result.
+    let mut other = cluster.connect(1);
+    let swapped: i64 = redis::cmd("CAS")
+        .arg("x")
+        .arg("10")
+        .arg("11")
+        .query(&mut other)
+        .unwrap();
+    let not_swapped: i64 = redis::cmd("CAS")
+        .arg("x")
+        .arg("10")
+        .arg("12")
+        .query(&mut other)
+        .unwrap();
+    assert_eq!((swapped, not_swapped), (1, 0));
+    // SET options.
+    let first: Option<String> = redis::cmd("SET")
+        .arg("n")
+        .arg("1")
+        .arg("NX")
+        .query(&mut con)
+        .unwrap();
+    let second: Option<String> = redis::cmd("SET")
+        .arg("n")
+        .arg("2")
+        .arg("NX")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((first.as_deref(), second), (Some("OK"), None));
+    let old: Option<String> = redis::cmd("SET")
+        .arg("n")
+        .arg("3")
+        .arg("GET")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(old.as_deref(), Some("1"));
+    // Redis-style errors keep the connection usable.
+    let e = redis::cmd("NOSUCH").query::<String>(&mut con).unwrap_err();
+    assert!(e.to_string().contains("unknown command"), "{e}");
+    let e = redis::cmd("GET").query::<String>(&mut con).unwrap_err();
+    assert!(e.to_string().contains("wrong number of arguments"), "{e}");
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rabia-kv"))
+        .args([
+            "--id",
+            "4",
+            "--peers",
+            "1=127.0.0.1:1,2=127.0.0.1:2",
+            "--resp",
+            "127.0.0.1:3",
+        ])
+        .arg("--persistence")
+        .arg("memory")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this node's id 4 is not in the member list"),
+        "{err}"
+    );
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
