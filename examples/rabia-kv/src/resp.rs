@@ -50,6 +50,9 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
         .map(|i| from + i)
 }
 
+/// A parsed request: its arguments and the bytes it used.
+pub type Parsed = (Vec<Vec<u8>>, usize);
+
 fn parse_int(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
@@ -60,7 +63,7 @@ fn parse_int(bytes: &[u8]) -> Option<i64> {
 pub fn parse_request(
     buf: &[u8],
     limits: &Limits,
-) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+) -> Result<Option<Parsed>, ProtocolError> {
     match buf.first() {
         None => Ok(None),
         Some(b'*') => parse_multibulk(buf, limits),
@@ -71,7 +74,7 @@ pub fn parse_request(
 fn parse_multibulk(
     buf: &[u8],
     limits: &Limits,
-) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+) -> Result<Option<Parsed>, ProtocolError> {
     let Some(end) = line_end(buf, 1) else {
         if buf.len() > 32 {
             return err("invalid multibulk length");
@@ -121,7 +124,7 @@ fn parse_multibulk(
 fn parse_inline(
     buf: &[u8],
     limits: &Limits,
-) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+) -> Result<Option<Parsed>, ProtocolError> {
     let newline = buf.iter().position(|&b| b == b'\n');
     let Some(newline) = newline else {
         if buf.len() > limits.inline_bytes_max {
