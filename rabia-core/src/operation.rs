@@ -24,6 +24,9 @@ pub struct SessionTag {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Operation {
     /// The operation's payload, as the state machine expects it.
+    // serde_bytes: one copy instead of a per-byte visitor; the bincode
+    // encoding (length, then the bytes) is unchanged.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// The exactly-once tag, when the operation belongs to a client session.
     pub session: Option<SessionTag>,

@@ -16,6 +16,7 @@ pub struct Snapshot {
     /// The configuration epoch at `base_slot`.
     pub epoch: Epoch,
     /// The bytes `StateMachine::snapshot` produced.
+    #[serde(with = "serde_bytes")]
     pub state: Vec<u8>,
     /// Client sessions with cached replies.
     pub sessions: SessionTable,

@@ -45,12 +45,14 @@ pub enum SetExpiry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
     /// `GET key`
-    Get(Vec<u8>),
+    Get(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`
     Set {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// New value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// `NX`/`XX`.
         condition: Option<SetCondition>,
@@ -64,7 +66,7 @@ pub enum KvOp {
     /// `EXISTS key...`
     Exists(Vec<Vec<u8>>),
     /// `INCRBY key delta` (and `INCR`, `DECR`, `DECRBY`).
-    IncrBy(Vec<u8>, i64),
+    IncrBy(#[serde(with = "serde_bytes")] Vec<u8>, i64),
     /// `MGET key...`
     MGet(Vec<Vec<u8>>),
     /// `MSET key value...`
@@ -73,10 +75,13 @@ pub enum KvOp {
     /// `new`, `:0` otherwise.
     Cas {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value it must have.
+        #[serde(with = "serde_bytes")]
         expected: Vec<u8>,
         /// The value it gets.
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
     /// `DBSIZE`
@@ -137,6 +142,7 @@ impl Command {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
+    #[serde(with = "serde_bytes")]
     value: Vec<u8>,
     expires_at_ms: Option<u64>,
 }

@@ -116,6 +116,7 @@ pub enum Message {
         /// Size of the whole encoded snapshot.
         total: u64,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Periodic liveness and progress signal.
