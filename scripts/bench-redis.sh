@@ -85,16 +85,20 @@ run_kv() { # persistence
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-run_redis redis-no-persistence --appendonly no
-run_redis redis-aof-always --appendonly yes --appendfsync always
-run_kv memory
-run_kv file
+ONLY=${ONLY:-all} # all | redis | memory | file
+if [[ $ONLY == all || $ONLY == redis ]]; then
+  run_redis redis-no-persistence --appendonly no
+  run_redis redis-aof-always --appendonly yes --appendfsync always
+fi
+[[ $ONLY == all || $ONLY == memory ]] && run_kv memory
+[[ $ONLY == all || $ONLY == file ]] && run_kv file
 
 echo
 echo "| server | pipeline | SET ops/s | GET ops/s |"
 echo "|---|---|---:|---:|"
 for name in redis-no-persistence redis-aof-always rabia-kv-memory rabia-kv-file; do
   for p in 1 16; do
+    [[ -n ${RESULTS["$name P$p SET"]:-} ]] || continue
     s=$(echo "${RESULTS["$name P$p SET"]}" | median)
     g=$(echo "${RESULTS["$name P$p GET"]}" | median)
     printf '| %s | -P %s | %.0f | %.0f |\n' "$name" "$p" "$s" "$g"
@@ -102,6 +106,7 @@ for name in redis-no-persistence redis-aof-always rabia-kv-memory rabia-kv-file;
   done
 done
 echo
+[[ $ONLY == all ]] || exit 0
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "rabia-kv memory SET -P 16 / redis (no persistence) SET -P 16: $(ratio "$M_rabia_kv_memory_16" "$M_redis_no_persistence_16") (target >= 0.50)"
 echo "rabia-kv file   SET -P 1  / redis appendfsync always SET -P 1: $(ratio "$M_rabia_kv_file_1" "$M_redis_aof_always_1") (target >= 1.00)"

@@ -113,6 +113,9 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
     }
     let peers = peers.join(",");
     let exe = std::env::current_exe()?;
+    // Nodes share this machine: split its cores between them.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / args.nodes as usize).max(1);
     let mut nodes = Vec::new();
     for &i in &ids {
         let data_dir = dir.join(format!("node-{i}"));
@@ -134,6 +137,8 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
             .arg(loopback(port(args.metrics_base, i)?).to_string())
             .arg("--data-dir")
             .arg(&data_dir)
+            .arg("--threads")
+            .arg(threads.to_string())
             .arg("--persistence")
             .arg(match args.persistence {
                 PersistenceKind::File => "file",

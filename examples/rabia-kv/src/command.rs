@@ -69,16 +69,19 @@ fn not_an_integer() -> Request {
 
 /// Parses one command. `now_ms` turns relative expiries (`EX`, `PX`) into
 /// absolute deadlines.
-pub fn parse(args: &[Vec<u8>], now_ms: u64) -> Request {
-    let Some((name, rest)) = args.split_first() else {
+pub fn parse(mut args: Vec<Vec<u8>>, now_ms: u64) -> Request {
+    if args.is_empty() {
         return Request::Invalid(Value::err("empty command"));
-    };
-    let name = upper(name);
+    }
+    let raw_name = args.remove(0);
+    let name = upper(&raw_name);
+    let mut rest = args;
     let n = rest.len();
-    let keys = || rest.to_vec();
+    // Moves an argument out (the guards below check that it exists).
+    let take = |rest: &mut Vec<Vec<u8>>, i: usize| std::mem::take(&mut rest[i]);
     match name.as_str() {
-        "PING" if n <= 1 => Request::Local(Local::Ping(rest.first().cloned())),
-        "ECHO" if n == 1 => Request::Local(Local::Echo(rest[0].clone())),
+        "PING" if n <= 1 => Request::Local(Local::Ping(rest.pop())),
+        "ECHO" if n == 1 => Request::Local(Local::Echo(take(&mut rest, 0))),
         "INFO" if n <= 1 => Request::Local(Local::Info(rest.first().map(|s| upper(s)))),
         "CONFIG" if n >= 2 && upper(&rest[0]) == "GET" => Request::Local(Local::ConfigGet(
             rest[1..]
@@ -90,7 +93,7 @@ pub fn parse(args: &[Vec<u8>], now_ms: u64) -> Request {
             "only CONFIG GET is supported; settings come from the node's configuration",
         )),
         "COMMAND" => Request::Local(Local::Command),
-        "SELECT" if n == 1 => Request::Local(Local::Select(rest[0].clone())),
+        "SELECT" if n == 1 => Request::Local(Local::Select(take(&mut rest, 0))),
         "CLIENT" if n >= 1 && matches!(upper(&rest[0]).as_str(), "SETNAME" | "SETINFO") => {
             Request::Local(Local::ClientOk)
         }
@@ -98,30 +101,33 @@ pub fn parse(args: &[Vec<u8>], now_ms: u64) -> Request {
         "MULTI" if n == 0 => Request::Local(Local::Multi),
         "EXEC" if n == 0 => Request::Local(Local::Exec),
         "DISCARD" if n == 0 => Request::Local(Local::Discard),
-        "GET" if n == 1 => Request::Replicated(KvOp::Get(rest[0].clone())),
+        "GET" if n == 1 => Request::Replicated(KvOp::Get(take(&mut rest, 0))),
         "SET" if n >= 2 => parse_set(rest, now_ms),
-        "DEL" | "UNLINK" if n >= 1 => Request::Replicated(KvOp::Del(keys())),
-        "EXISTS" if n >= 1 => Request::Replicated(KvOp::Exists(keys())),
-        "INCR" if n == 1 => Request::Replicated(KvOp::IncrBy(rest[0].clone(), 1)),
-        "DECR" if n == 1 => Request::Replicated(KvOp::IncrBy(rest[0].clone(), -1)),
+        "DEL" | "UNLINK" if n >= 1 => Request::Replicated(KvOp::Del(rest)),
+        "EXISTS" if n >= 1 => Request::Replicated(KvOp::Exists(rest)),
+        "INCR" if n == 1 => Request::Replicated(KvOp::IncrBy(take(&mut rest, 0), 1)),
+        "DECR" if n == 1 => Request::Replicated(KvOp::IncrBy(take(&mut rest, 0), -1)),
         "INCRBY" | "DECRBY" if n == 2 => match parse_i64(&rest[1]) {
-            Some(d) if name == "INCRBY" => Request::Replicated(KvOp::IncrBy(rest[0].clone(), d)),
+            Some(d) if name == "INCRBY" => Request::Replicated(KvOp::IncrBy(take(&mut rest, 0), d)),
             Some(d) => match d.checked_neg() {
-                Some(d) => Request::Replicated(KvOp::IncrBy(rest[0].clone(), d)),
+                Some(d) => Request::Replicated(KvOp::IncrBy(take(&mut rest, 0), d)),
                 None => Request::Invalid(Value::err("decrement would overflow")),
             },
             None => not_an_integer(),
         },
-        "MGET" if n >= 1 => Request::Replicated(KvOp::MGet(keys())),
-        "MSET" if n >= 2 && n % 2 == 0 => Request::Replicated(KvOp::MSet(
-            rest.chunks(2)
-                .map(|kv| (kv[0].clone(), kv[1].clone()))
-                .collect(),
-        )),
+        "MGET" if n >= 1 => Request::Replicated(KvOp::MGet(rest)),
+        "MSET" if n >= 2 && n % 2 == 0 => {
+            let mut pairs = Vec::with_capacity(n / 2);
+            let mut items = rest.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                pairs.push((k, v));
+            }
+            Request::Replicated(KvOp::MSet(pairs))
+        }
         "CAS" if n == 3 => Request::Replicated(KvOp::Cas {
-            key: rest[0].clone(),
-            expected: rest[1].clone(),
-            new: rest[2].clone(),
+            new: take(&mut rest, 2),
+            expected: take(&mut rest, 1),
+            key: take(&mut rest, 0),
         }),
         "DBSIZE" if n == 0 => Request::Replicated(KvOp::DbSize),
         "FLUSHALL" | "FLUSHDB" if n <= 1 => Request::Replicated(KvOp::FlushAll),
@@ -129,14 +135,15 @@ pub fn parse(args: &[Vec<u8>], now_ms: u64) -> Request {
         | "SET" | "DEL" | "UNLINK" | "EXISTS" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET"
         | "MSET" | "CAS" | "DBSIZE" | "FLUSHALL" | "FLUSHDB" => wrong_arity(&name),
         _ => {
-            let shown: String = String::from_utf8_lossy(&args[0]).chars().take(64).collect();
+            let shown: String = String::from_utf8_lossy(&raw_name).chars().take(64).collect();
             Request::Invalid(Value::err(format!("unknown command '{shown}'")))
         }
     }
 }
 
-fn parse_set(rest: &[Vec<u8>], now_ms: u64) -> Request {
-    let (key, value) = (rest[0].clone(), rest[1].clone());
+fn parse_set(mut rest: Vec<Vec<u8>>, now_ms: u64) -> Request {
+    let key = std::mem::take(&mut rest[0]);
+    let value = std::mem::take(&mut rest[1]);
     let mut condition = None;
     let mut get = false;
     let mut expiry = SetExpiry::Persist;
@@ -208,11 +215,11 @@ mod tests {
     #[test]
     fn parses_the_supported_commands() {
         assert_eq!(
-            parse(&args("get k"), 0),
+            parse(args("get k"), 0),
             Request::Replicated(KvOp::Get(b"k".to_vec()))
         );
         assert_eq!(
-            parse(&args("SET k v NX GET PX 100"), 1_000),
+            parse(args("SET k v NX GET PX 100"), 1_000),
             Request::Replicated(KvOp::Set {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
@@ -222,12 +229,12 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(&args("decrby k 5"), 0),
+            parse(args("decrby k 5"), 0),
             Request::Replicated(KvOp::IncrBy(b"k".to_vec(), -5))
         );
-        assert_eq!(parse(&args("ping"), 0), Request::Local(Local::Ping(None)));
+        assert_eq!(parse(args("ping"), 0), Request::Local(Local::Ping(None)));
         assert_eq!(
-            parse(&args("config get save"), 0),
+            parse(args("config get save"), 0),
             Request::Local(Local::ConfigGet(vec!["save".into()]))
         );
     }
@@ -239,25 +246,25 @@ mod tests {
             other => panic!("expected an error, got {other:?}"),
         };
         assert_eq!(
-            err(parse(&args("get"), 0)),
+            err(parse(args("get"), 0)),
             "ERR wrong number of arguments for 'get' command"
         );
         assert_eq!(
-            err(parse(&args("nosuch x"), 0)),
+            err(parse(args("nosuch x"), 0)),
             "ERR unknown command 'nosuch'"
         );
         assert_eq!(
-            err(parse(&args("set k v EX 0"), 0)),
+            err(parse(args("set k v EX 0"), 0)),
             "ERR invalid expire time in 'set' command"
         );
-        assert_eq!(err(parse(&args("set k v NX XX"), 0)), "ERR syntax error");
-        assert_eq!(err(parse(&args("set k v EX"), 0)), "ERR syntax error");
+        assert_eq!(err(parse(args("set k v NX XX"), 0)), "ERR syntax error");
+        assert_eq!(err(parse(args("set k v EX"), 0)), "ERR syntax error");
         assert_eq!(
-            err(parse(&args("incrby k x"), 0)),
+            err(parse(args("incrby k x"), 0)),
             "ERR value is not an integer or out of range"
         );
         assert_eq!(
-            err(parse(&args("mset a 1 b"), 0)),
+            err(parse(args("mset a 1 b"), 0)),
             "ERR wrong number of arguments for 'mset' command"
         );
     }

@@ -104,7 +104,7 @@ impl Connection {
     /// Turns one request into its step.
     fn dispatch(&mut self, args: Vec<Vec<u8>>) -> Step {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let request = command::parse(&args, now_ms());
+        let request = command::parse(args, now_ms());
         if let Some((queued, dirty)) = self.multi.as_mut() {
             match request {
                 Request::Replicated(op) => {

@@ -21,7 +21,7 @@
 //! use rabia_kv::resp::Value;
 //! let mut store = KvStore::new();
 //! let set = Command { now_ms: 0, op: KvOp::IncrBy(b"hits".to_vec(), 2) };
-//! assert_eq!(store.apply(&set), Value::Integer(2));
+//! assert_eq!(store.apply(set), Value::Integer(2));
 //! ```
 
 pub mod client;

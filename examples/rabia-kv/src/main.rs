@@ -73,6 +73,10 @@ struct NodeArgs {
     /// Longest wait to fill a batch while a slot is in flight (ms).
     #[arg(long)]
     batch_timeout_ms: Option<u64>,
+    /// Worker threads (default: one per core). Nodes sharing a machine do
+    /// better with cores / nodes each (`local-cluster` does that).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 impl NodeArgs {

@@ -188,16 +188,25 @@ impl KvStore {
     /// executes the operation. A [`KvOp::Pipeline`] answers with an array of
     /// its replies here; [`apply_encoded`](Self::apply_encoded) gives the
     /// wire form clients see.
-    pub fn apply(&mut self, command: &Command) -> Value {
+    pub fn apply(&mut self, command: Command) -> Value {
         self.advance_clock(command.now_ms);
-        self.execute(&command.op)
+        self.execute(command.op)
     }
 
     /// Applies one command and returns its reply bytes: for a pipeline,
     /// each command's reply in order.
-    pub fn apply_encoded(&mut self, command: &Command) -> Vec<u8> {
+    pub fn apply_encoded(&mut self, command: Command) -> Vec<u8> {
         self.advance_clock(command.now_ms);
-        encode_replies(&command.op, |op| self.execute(op))
+        match command.op {
+            KvOp::Pipeline(ops) => {
+                let mut out = Vec::with_capacity(ops.len() * 8);
+                for op in ops {
+                    self.execute(op).encode(&mut out);
+                }
+                out
+            }
+            op => self.execute(op).to_bytes(),
+        }
     }
 
     /// Runs a read-only operation on the current state without changing it
@@ -212,7 +221,16 @@ impl KvStore {
     /// [`read`](Self::read), as reply bytes (a pipeline's replies
     /// concatenated).
     pub fn read_encoded(&self, op: &KvOp) -> Vec<u8> {
-        encode_replies(op, |op| self.read(op))
+        match op {
+            KvOp::Pipeline(ops) => {
+                let mut out = Vec::new();
+                for op in ops {
+                    self.read(op).encode(&mut out);
+                }
+                out
+            }
+            op => self.read(op).to_bytes(),
+        }
     }
 
     fn advance_clock(&mut self, now_ms: u64) {
@@ -236,6 +254,17 @@ impl KvStore {
     }
 
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>) {
+        if self.expiries.is_empty() && expires_at_ms.is_none() {
+            // The common case: no expiry anywhere, one tree operation.
+            self.entries.insert(
+                key,
+                Entry {
+                    value,
+                    expires_at_ms,
+                },
+            );
+            return;
+        }
         self.remove(&key);
         if let Some(at) = expires_at_ms {
             if at <= self.clock_ms {
@@ -252,10 +281,10 @@ impl KvStore {
         );
     }
 
-    fn execute(&mut self, op: &KvOp) -> Value {
+    fn execute(&mut self, op: KvOp) -> Value {
         match op {
             KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::DbSize => {
-                ReadView { store: self }.execute(op)
+                ReadView { store: self }.execute(&op)
             }
             KvOp::Set {
                 key,
@@ -264,24 +293,30 @@ impl KvStore {
                 get,
                 expiry,
             } => {
-                let old = self.entries.get(key).cloned();
+                let old = self.entries.get(&key);
+                let old_expiry = old.and_then(|e| e.expires_at_ms);
                 let allowed = match condition {
                     None => true,
                     Some(SetCondition::IfAbsent) => old.is_none(),
                     Some(SetCondition::IfPresent) => old.is_some(),
                 };
+                let old_value = if get {
+                    Some(old.map(|e| e.value.clone()))
+                } else {
+                    None
+                };
                 if allowed {
                     let expires_at_ms = match expiry {
                         SetExpiry::Persist => None,
-                        SetExpiry::Keep => old.as_ref().and_then(|e| e.expires_at_ms),
-                        SetExpiry::At(at) => Some(*at),
+                        SetExpiry::Keep => old_expiry,
+                        SetExpiry::At(at) => Some(at),
                     };
-                    self.insert(key.clone(), value.clone(), expires_at_ms);
+                    self.insert(key, value, expires_at_ms);
                 }
-                match (get, allowed) {
-                    (true, _) => Value::Bulk(old.map(|e| e.value)),
-                    (false, true) => Value::ok(),
-                    (false, false) => Value::nil(),
+                match (old_value, allowed) {
+                    (Some(old), _) => Value::Bulk(old),
+                    (None, true) => Value::ok(),
+                    (None, false) => Value::nil(),
                 }
             }
             KvOp::Del(keys) => {
@@ -289,7 +324,7 @@ impl KvStore {
                 Value::Integer(removed as i64)
             }
             KvOp::IncrBy(key, delta) => {
-                let (current, expires_at_ms) = match self.entries.get(key) {
+                let (current, expires_at_ms) = match self.entries.get(&key) {
                     None => (0, None),
                     Some(entry) => match std::str::from_utf8(&entry.value)
                         .ok()
@@ -299,23 +334,24 @@ impl KvStore {
                         None => return Value::err(NOT_AN_INTEGER),
                     },
                 };
-                let Some(next) = current.checked_add(*delta) else {
+                let Some(next) = current.checked_add(delta) else {
                     return Value::err("increment or decrement would overflow");
                 };
-                self.insert(key.clone(), next.to_string().into_bytes(), expires_at_ms);
+                self.insert(key, next.to_string().into_bytes(), expires_at_ms);
                 Value::Integer(next)
             }
             KvOp::MSet(pairs) => {
                 for (key, value) in pairs {
-                    self.insert(key.clone(), value.clone(), None);
+                    self.insert(key, value, None);
                 }
                 Value::ok()
             }
             KvOp::Cas { key, expected, new } => {
-                let matches = self.entries.get(key).is_some_and(|e| e.value == *expected);
+                let current = self.entries.get(&key);
+                let matches = current.is_some_and(|e| e.value == expected);
                 if matches {
-                    let expires_at_ms = self.entries.get(key).and_then(|e| e.expires_at_ms);
-                    self.insert(key.clone(), new.clone(), expires_at_ms);
+                    let expires_at_ms = current.and_then(|e| e.expires_at_ms);
+                    self.insert(key, new, expires_at_ms);
                 }
                 Value::Integer(i64::from(matches))
             }
@@ -324,23 +360,10 @@ impl KvStore {
                 self.expiries.clear();
                 Value::ok()
             }
-            KvOp::Multi(ops) | KvOp::Pipeline(ops) => {
-                Value::Array(Some(ops.iter().map(|op| self.execute(op)).collect()))
-            }
+            KvOp::Multi(ops) | KvOp::Pipeline(ops) => Value::Array(Some(
+                ops.into_iter().map(|op| self.execute(op)).collect(),
+            )),
         }
-    }
-}
-
-fn encode_replies(op: &KvOp, mut run: impl FnMut(&KvOp) -> Value) -> Vec<u8> {
-    match op {
-        KvOp::Pipeline(ops) => {
-            let mut out = Vec::new();
-            for op in ops {
-                run(op).encode(&mut out);
-            }
-            out
-        }
-        op => run(op).to_bytes(),
     }
 }
 
@@ -379,7 +402,7 @@ impl StateMachine for KvStore {
     async fn apply_operation(&mut self, operation: &Operation) -> OperationResult {
         let command =
             Command::decode(&operation.data).map_err(|e| format!("not a rabia-kv command: {e}"))?;
-        Ok(self.apply_encoded(&command))
+        Ok(self.apply_encoded(command))
     }
 
     async fn snapshot(&self) -> OperationResult {
@@ -416,18 +439,18 @@ mod tests {
     #[test]
     fn set_get_del_incr_cas() {
         let mut s = KvStore::new();
-        assert_eq!(s.apply(&cmd(1, set("a", "1"))), Value::ok());
-        assert_eq!(s.apply(&cmd(1, KvOp::Get("a".into()))), Value::bulk("1"));
+        assert_eq!(s.apply(cmd(1, set("a", "1"))), Value::ok());
+        assert_eq!(s.apply(cmd(1, KvOp::Get("a".into()))), Value::bulk("1"));
         assert_eq!(
-            s.apply(&cmd(1, KvOp::IncrBy("a".into(), 41))),
+            s.apply(cmd(1, KvOp::IncrBy("a".into(), 41))),
             Value::Integer(42)
         );
         assert_eq!(
-            s.apply(&cmd(1, KvOp::IncrBy("new".into(), -1))),
+            s.apply(cmd(1, KvOp::IncrBy("new".into(), -1))),
             Value::Integer(-1)
         );
         assert_eq!(
-            s.apply(&cmd(
+            s.apply(cmd(
                 1,
                 KvOp::Cas {
                     key: "a".into(),
@@ -438,7 +461,7 @@ mod tests {
             Value::Integer(0)
         );
         assert_eq!(
-            s.apply(&cmd(
+            s.apply(cmd(
                 1,
                 KvOp::Cas {
                     key: "a".into(),
@@ -449,17 +472,17 @@ mod tests {
             Value::Integer(1)
         );
         assert_eq!(
-            s.apply(&cmd(1, KvOp::IncrBy("a".into(), 1))),
+            s.apply(cmd(1, KvOp::IncrBy("a".into(), 1))),
             Value::err(NOT_AN_INTEGER)
         );
         assert_eq!(
-            s.apply(&cmd(1, KvOp::Del(vec!["a".into(), "zz".into()]))),
+            s.apply(cmd(1, KvOp::Del(vec!["a".into(), "zz".into()]))),
             Value::Integer(1)
         );
-        assert_eq!(s.apply(&cmd(1, KvOp::DbSize)), Value::Integer(1));
-        s.apply(&cmd(1, set("m", &i64::MAX.to_string())));
+        assert_eq!(s.apply(cmd(1, KvOp::DbSize)), Value::Integer(1));
+        s.apply(cmd(1, set("m", &i64::MAX.to_string())));
         assert_eq!(
-            s.apply(&cmd(1, KvOp::IncrBy("m".into(), 1))),
+            s.apply(cmd(1, KvOp::IncrBy("m".into(), 1))),
             Value::err("increment or decrement would overflow")
         );
     }
@@ -474,8 +497,8 @@ mod tests {
             get: false,
             expiry: SetExpiry::Persist,
         };
-        assert_eq!(s.apply(&cmd(1, nx("1"))), Value::ok());
-        assert_eq!(s.apply(&cmd(1, nx("2"))), Value::nil());
+        assert_eq!(s.apply(cmd(1, nx("1"))), Value::ok());
+        assert_eq!(s.apply(cmd(1, nx("2"))), Value::nil());
         let xx_get = KvOp::Set {
             key: "k".into(),
             value: "3".into(),
@@ -483,7 +506,7 @@ mod tests {
             get: true,
             expiry: SetExpiry::Persist,
         };
-        assert_eq!(s.apply(&cmd(1, xx_get)), Value::bulk("1"));
+        assert_eq!(s.apply(cmd(1, xx_get)), Value::bulk("1"));
         assert_eq!(s.value(b"k"), Some(&b"3"[..]));
     }
 
@@ -497,21 +520,21 @@ mod tests {
             get: false,
             expiry: SetExpiry::At(1_000),
         };
-        s.apply(&cmd(500, ex));
-        assert_eq!(s.apply(&cmd(999, KvOp::Get("t".into()))), Value::bulk("v"));
+        s.apply(cmd(500, ex));
+        assert_eq!(s.apply(cmd(999, KvOp::Get("t".into()))), Value::bulk("v"));
         // A stamp from the past does not move the clock back.
         assert_eq!(
-            s.apply(&cmd(10, KvOp::Exists(vec!["t".into()]))),
+            s.apply(cmd(10, KvOp::Exists(vec!["t".into()]))),
             Value::Integer(1)
         );
-        assert_eq!(s.apply(&cmd(1_000, KvOp::Get("t".into()))), Value::nil());
+        assert_eq!(s.apply(cmd(1_000, KvOp::Get("t".into()))), Value::nil());
         assert_eq!(s.expiring(), 0);
     }
 
     #[test]
     fn multi_applies_all_in_order() {
         let mut s = KvStore::new();
-        let reply = s.apply(&cmd(
+        let reply = s.apply(cmd(
             1,
             KvOp::Multi(vec![
                 set("a", "1"),
@@ -532,7 +555,7 @@ mod tests {
             .apply_operation(&Operation::new(vec![0xff; 9]))
             .await
             .is_err());
-        s.apply(&cmd(5, set("a", "1")));
+        s.apply(cmd(5, set("a", "1")));
         let snap = s.snapshot().await.unwrap();
         let mut t = KvStore::new();
         t.restore_from_snapshot(&snap).await.unwrap();
