@@ -68,6 +68,9 @@ struct NodeProcess {
     child: Child,
     resp: SocketAddr,
     log: PathBuf,
+    /// The command line, to show how to restart the node by hand.
+    command: String,
+    exited: bool,
 }
 
 fn port(base: u16, i: u64) -> Result<u16, ClusterError> {
@@ -124,26 +127,31 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
         let resp = loopback(port(args.resp_base, i)?);
-        let child = Command::new(&exe)
-            .arg("--id")
-            .arg(i.to_string())
-            .arg("--listen")
-            .arg(loopback(port(args.peer_base, i)?).to_string())
-            .arg("--peers")
-            .arg(&peers)
-            .arg("--resp")
-            .arg(resp.to_string())
-            .arg("--metrics")
-            .arg(loopback(port(args.metrics_base, i)?).to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--threads")
-            .arg(threads.to_string())
-            .arg("--persistence")
-            .arg(match args.persistence {
+        let node_args: Vec<String> = vec![
+            "--id".into(),
+            i.to_string(),
+            "--listen".into(),
+            loopback(port(args.peer_base, i)?).to_string(),
+            "--peers".into(),
+            peers.clone(),
+            "--resp".into(),
+            resp.to_string(),
+            "--metrics".into(),
+            loopback(port(args.metrics_base, i)?).to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--threads".into(),
+            threads.to_string(),
+            "--persistence".into(),
+            match args.persistence {
                 PersistenceKind::File => "file",
                 PersistenceKind::Memory => "memory",
-            })
+            }
+            .into(),
+        ];
+        let command = format!("{} {}", exe.display(), node_args.join(" "));
+        let child = Command::new(&exe)
+            .args(&node_args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -154,6 +162,8 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
             child,
             resp,
             log,
+            command,
+            exited: false,
         });
     }
     if let Err(e) = wait_ready(&mut nodes).await {
@@ -161,14 +171,30 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
         return Err(e);
     }
     print_banner(&args, &dir, &nodes);
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        died = first_exit(&mut nodes) => Err(died),
-    };
+    // A node that dies (say, `kill -9` to try a crash) is reported with the
+    // command that restarts it; the others keep serving until Ctrl-C.
+    loop {
+        if nodes.iter().all(|n| n.exited) {
+            println!("every node has exited");
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            (id, status) = first_exit(&mut nodes) => {
+                if let Some(node) = nodes.iter().find(|n| n.id == id) {
+                    println!(
+                        "node {id} exited ({status}); the others keep serving. Its log: {}\nRestart it by hand with:\n  {}",
+                        node.log.display(),
+                        node.command
+                    );
+                }
+            }
+        }
+    }
     println!("\nstopping the cluster...");
     shutdown(&mut nodes).await;
     println!("stopped; data and logs kept in {}", dir.display());
-    outcome
+    Ok(())
 }
 
 async fn wait_ready(nodes: &mut [NodeProcess]) -> Result<(), ClusterError> {
@@ -199,18 +225,17 @@ async fn wait_ready(nodes: &mut [NodeProcess]) -> Result<(), ClusterError> {
     Ok(())
 }
 
-async fn first_exit(nodes: &mut [NodeProcess]) -> ClusterError {
-    let waits = nodes.iter_mut().map(|n| {
+/// Waits for the first running node to exit; marks it and returns its id
+/// and exit status.
+async fn first_exit(nodes: &mut [NodeProcess]) -> (u64, String) {
+    let waits = nodes.iter_mut().filter(|n| !n.exited).map(|n| {
         Box::pin(async move {
-            let status = n.child.wait().await;
-            ClusterError::Node {
-                node: n.id,
-                reason: match status {
-                    Ok(s) => format!("exited ({s})"),
-                    Err(e) => format!("lost ({e})"),
-                },
-                log: n.log.display().to_string(),
-            }
+            let status = match n.child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("lost: {e}"),
+            };
+            n.exited = true;
+            (n.id, status)
         })
     });
     futures::future::select_all(waits).await.0
@@ -243,9 +268,10 @@ fn print_banner(args: &LocalClusterArgs, dir: &Path, nodes: &[NodeProcess]) {
     for node in nodes {
         let i = node.id;
         println!(
-            "  node {i}: RESP {}   metrics http://127.0.0.1:{}/metrics   log {}",
+            "  node {i}: RESP {}   metrics http://127.0.0.1:{}/metrics   pid {}   log {}",
             node.resp,
             u64::from(args.metrics_base) + i - 1,
+            node.child.id().map_or("-".to_string(), |p| p.to_string()),
             node.log.display()
         );
     }
