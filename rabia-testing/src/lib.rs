@@ -7,6 +7,8 @@
 //!   seed, with network, disk and crash faults, and checks every safety
 //!   property after every event and liveness after healing.
 //! * [`checkers`]: the properties, one per module, usable on any history.
+//! * [`linearizability`]: a linearizability checker for concurrent
+//!   key-value histories (reads, writes, compare-and-set).
 //! * [`conformance`]: contract suites that any `Persistence` backend must
 //!   pass (run them against your own).
 //!
@@ -21,4 +23,8 @@
 
 pub mod checkers;
 pub mod conformance;
+pub mod fault;
+pub mod linearizability;
 pub mod sim;
+
+pub use fault::{FaultType, NetworkSimulator, TestCluster};

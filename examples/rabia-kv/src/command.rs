@@ -116,7 +116,7 @@ pub fn parse(mut args: Vec<Vec<u8>>, now_ms: u64) -> Request {
             None => not_an_integer(),
         },
         "MGET" if n >= 1 => Request::Replicated(KvOp::MGet(rest)),
-        "MSET" if n >= 2 && n % 2 == 0 => {
+        "MSET" if n >= 2 && n.is_multiple_of(2) => {
             let mut pairs = Vec::with_capacity(n / 2);
             let mut items = rest.into_iter();
             while let (Some(k), Some(v)) = (items.next(), items.next()) {
@@ -135,7 +135,10 @@ pub fn parse(mut args: Vec<Vec<u8>>, now_ms: u64) -> Request {
         | "SET" | "DEL" | "UNLINK" | "EXISTS" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET"
         | "MSET" | "CAS" | "DBSIZE" | "FLUSHALL" | "FLUSHDB" => wrong_arity(&name),
         _ => {
-            let shown: String = String::from_utf8_lossy(&raw_name).chars().take(64).collect();
+            let shown: String = String::from_utf8_lossy(&raw_name)
+                .chars()
+                .take(64)
+                .collect();
             Request::Invalid(Value::err(format!("unknown command '{shown}'")))
         }
     }

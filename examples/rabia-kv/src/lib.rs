@@ -11,6 +11,9 @@
 //!   transport between nodes, the engine, the RESP listener and the
 //!   `/metrics` + `/health` endpoint.
 //! * [`cluster::run`] is `rabia-kv local-cluster`.
+//! * [`chaos::run`] is `rabia-chaos`: a real cluster under SIGKILL,
+//!   SIGSTOP and partitions, with a linearizability check of what clients
+//!   saw.
 //!
 //! Every reply is sent after the command is decided and applied, reads
 //! included (linearizable); `read_mode = "local"` opts into relaxed local
@@ -24,6 +27,7 @@
 //! assert_eq!(store.apply(set), Value::Integer(2));
 //! ```
 
+pub mod chaos;
 pub mod client;
 pub mod cluster;
 pub mod command;

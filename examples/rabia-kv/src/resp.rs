@@ -60,10 +60,7 @@ fn parse_int(bytes: &[u8]) -> Option<i64> {
 /// Parses one request from the front of `buf`. Returns the arguments and how
 /// many bytes they used, `Ok(None)` when more bytes are needed, or an error.
 /// An empty inline line yields an empty argument list (ignored by callers).
-pub fn parse_request(
-    buf: &[u8],
-    limits: &Limits,
-) -> Result<Option<Parsed>, ProtocolError> {
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtocolError> {
     match buf.first() {
         None => Ok(None),
         Some(b'*') => parse_multibulk(buf, limits),
@@ -71,10 +68,7 @@ pub fn parse_request(
     }
 }
 
-fn parse_multibulk(
-    buf: &[u8],
-    limits: &Limits,
-) -> Result<Option<Parsed>, ProtocolError> {
+fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtocolError> {
     let Some(end) = line_end(buf, 1) else {
         if buf.len() > 32 {
             return err("invalid multibulk length");
@@ -121,10 +115,7 @@ fn parse_multibulk(
     Ok(Some((args, pos)))
 }
 
-fn parse_inline(
-    buf: &[u8],
-    limits: &Limits,
-) -> Result<Option<Parsed>, ProtocolError> {
+fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtocolError> {
     let newline = buf.iter().position(|&b| b == b'\n');
     let Some(newline) = newline else {
         if buf.len() > limits.inline_bytes_max {

@@ -360,9 +360,9 @@ impl KvStore {
                 self.expiries.clear();
                 Value::ok()
             }
-            KvOp::Multi(ops) | KvOp::Pipeline(ops) => Value::Array(Some(
-                ops.into_iter().map(|op| self.execute(op)).collect(),
-            )),
+            KvOp::Multi(ops) | KvOp::Pipeline(ops) => {
+                Value::Array(Some(ops.into_iter().map(|op| self.execute(op)).collect()))
+            }
         }
     }
 }
