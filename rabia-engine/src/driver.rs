@@ -17,7 +17,7 @@ use rabia_core::{BatchId, NodeId, Operation};
 use rabia_network::Transport;
 use rabia_persistence::PersistenceError;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -118,6 +118,7 @@ pub(crate) struct Driver {
     pub(crate) replica: Replica,
     pub(crate) transport: Option<Box<dyn Transport>>,
     pub(crate) origin: Instant,
+    pub(crate) wall_clock: crate::engine::WallClock,
     pub(crate) batcher: Batcher,
     pub(crate) requests: mpsc::Receiver<ClientRequest>,
     pub(crate) operations: Option<mpsc::UnboundedReceiver<Operation>>,
@@ -166,13 +167,6 @@ impl Driver {
 
     fn to_tokio(&self, at: CoreInstant) -> Instant {
         self.origin + Duration::from_nanos(at.as_nanos())
-    }
-
-    fn wall_clock_micros() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
     }
 
     /// Runs until shutdown or a fatal error.
@@ -422,10 +416,7 @@ impl Driver {
         let size = self.batcher.len();
         let (operations, waiters) = self.batcher.take();
         let now = self.now();
-        match self
-            .replica
-            .submit(now, Self::wall_clock_micros(), operations)
-        {
+        match self.replica.submit(now, (self.wall_clock)(), operations) {
             Ok(batch) => {
                 self.batches_created += 1;
                 self.operations_batched += size as u64;

@@ -84,6 +84,20 @@ pub struct RabiaEngine<SM> {
     query_rx: mpsc::Receiver<LocalQuery<SM>>,
     status_tx: watch::Sender<EngineStatus>,
     shutdown_tx: Arc<watch::Sender<bool>>,
+    wall_clock: WallClock,
+}
+
+/// Where an engine reads the wall clock (microseconds since the Unix
+/// epoch) that timestamps its batches. Timestamps only order batches of
+/// different nodes fairly; they never affect safety.
+pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl<SM> std::fmt::Debug for RabiaEngine<SM> {
@@ -133,7 +147,16 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             query_rx,
             status_tx,
             shutdown_tx: Arc::new(shutdown_tx),
+            wall_clock: Arc::new(system_wall_clock),
         }
+    }
+
+    /// Replaces the wall clock that timestamps batches (default: the system
+    /// clock). Test harnesses on virtual time use this so that a seeded run
+    /// replays exactly (`rabia_testing::TestCluster` does).
+    pub fn with_wall_clock(mut self, clock: WallClock) -> Self {
+        self.wall_clock = clock;
+        self
     }
 
     /// Connects the engine to its peers.
@@ -281,6 +304,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             replica,
             transport: self.transport,
             origin,
+            wall_clock: self.wall_clock.clone(),
             requests: self.requests_rx,
             operations: Some(self.operations),
             persist: persistor,

@@ -78,7 +78,7 @@ mod persist;
 mod status;
 
 pub use config::RabiaConfig;
-pub use engine::RabiaEngine;
+pub use engine::{system_wall_clock, RabiaEngine, WallClock};
 pub use error::{EngineError, SubmitError};
 pub use handle::{EngineHandle, LocalReader, PendingReply, Session};
 pub use status::{EngineStatus, Histogram, LatencySummary, PeerStatus};

@@ -8,6 +8,7 @@ use rabia_core::smr::StateMachine;
 use rabia_core::{ClusterConfig, NodeId, Operation};
 use rabia_engine::{
     EngineError, EngineHandle, EngineStatus, LocalReader, RabiaConfig, RabiaEngine, SubmitError,
+    WallClock,
 };
 use rabia_persistence::InMemoryPersistence;
 use std::collections::BTreeSet;
@@ -27,6 +28,7 @@ struct Running<SM> {
 /// One node: its storage survives crashes, its engine does not.
 struct TestNode<SM> {
     id: NodeId,
+    wall_clock: WallClock,
     members: BTreeSet<NodeId>,
     config: RabiaConfig,
     factory: Factory<SM>,
@@ -52,7 +54,8 @@ impl<SM: StateMachine + 'static> TestNode<SM> {
             self.persistence.clone(),
             operation_rx,
         )
-        .with_transport(self.simulator.endpoint(self.id));
+        .with_transport(self.simulator.endpoint(self.id))
+        .with_wall_clock(self.wall_clock.clone());
         let handle = engine.handle();
         let reader = engine.local_reader();
         let task = tokio::spawn(engine.run());
@@ -169,13 +172,39 @@ impl<SM: StateMachine + 'static> TestCluster<SM> {
         config: RabiaConfig,
         factory: impl Fn() -> SM + Send + Sync + 'static,
     ) -> Self {
+        let ids = (1..=n as u64).map(NodeId::from_u64).collect();
+        TestCluster::with_nodes(ids, simulator, config, factory)
+    }
+
+    /// Starts one node per id in `node_ids` (for instance ids you made with
+    /// `NodeId::new()`, as the developer guide does); node `i` of the other
+    /// methods is `node_ids[i]`.
+    ///
+    /// Batches are timestamped from tokio's clock (a fixed epoch plus the
+    /// time since the cluster started), so on paused time a seeded run
+    /// replays exactly.
+    pub fn with_nodes(
+        node_ids: Vec<NodeId>,
+        simulator: &NetworkSimulator,
+        config: RabiaConfig,
+        factory: impl Fn() -> SM + Send + Sync + 'static,
+    ) -> Self {
         let factory: Factory<SM> = Arc::new(factory);
-        let members: BTreeSet<NodeId> = (1..=n as u64).map(NodeId::from_u64).collect();
-        let nodes: Vec<Arc<TestNode<SM>>> = members
+        let members: BTreeSet<NodeId> = node_ids.iter().copied().collect();
+        let epoch = Instant::now();
+        // 2026-01-01T00:00:00Z in microseconds, then tokio time.
+        const EPOCH_MICROS: u64 = 1_767_225_600_000_000;
+        let wall_clock: WallClock = Arc::new(move || {
+            EPOCH_MICROS + u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 2)
+        });
+        let mut seen = BTreeSet::new();
+        let nodes: Vec<Arc<TestNode<SM>>> = node_ids
             .iter()
+            .filter(|id| seen.insert(**id))
             .map(|id| {
                 Arc::new(TestNode {
                     id: *id,
+                    wall_clock: wall_clock.clone(),
                     members: members.clone(),
                     config: config.clone(),
                     factory: factory.clone(),

@@ -81,8 +81,7 @@ struct Inner {
 /// let simulator = NetworkSimulator::with_seed(7);
 /// simulator
 ///     .inject_fault(FaultType::PacketLoss { rate: 0.1, duration: Duration::from_secs(5) })
-///     .await
-///     .unwrap();
+///     .await;
 /// assert_eq!(simulator.active_faults().len(), 1);
 /// simulator.heal();
 /// assert!(simulator.active_faults().is_empty());
@@ -183,7 +182,22 @@ impl NetworkSimulator {
     /// crashed node with a registered controller restarts after its
     /// duration (in tokio time: under `start_paused` it costs no real
     /// time).
-    pub async fn inject_fault(&self, fault: FaultType) -> Result<(), String> {
+    ///
+    /// # Panics
+    ///
+    /// On a fault with invalid parameters (a loss rate above 1, say) or a
+    /// `DiskFailure` of a node nobody registered: a test that asks for an
+    /// impossible fault is wrong. [`try_inject_fault`](Self::try_inject_fault)
+    /// returns the error instead.
+    pub async fn inject_fault(&self, fault: FaultType) {
+        if let Err(e) = self.try_inject_fault(fault).await {
+            panic!("NetworkSimulator::inject_fault: {e}");
+        }
+    }
+
+    /// [`inject_fault`](Self::inject_fault), returning what is wrong with
+    /// the fault instead of panicking.
+    pub async fn try_inject_fault(&self, fault: FaultType) -> Result<(), String> {
         fault.validate()?;
         let now = Instant::now();
         let until = |d: Duration| Some(now + d);

@@ -43,7 +43,7 @@ pub struct ChaosArgs {
     pub nodes: u64,
     /// How long the workload and faults run, in seconds.
     #[arg(long, default_value_t = 20)]
-    pub duration_secs: u64,
+    pub duration: u64,
     /// Concurrent clients.
     #[arg(long, default_value_t = 8)]
     pub clients: u64,
@@ -232,7 +232,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
     println!(
         "rabia-chaos seed {seed}: {} nodes, {} s, {} clients, {} keys; data and logs in {}",
         args.nodes,
-        args.duration_secs,
+        args.duration,
         args.clients,
         args.keys,
         dir.display()
@@ -304,7 +304,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
     let history = History::new();
     let counts = Arc::new(Counts::default());
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.resp).collect();
-    let until = Instant::now() + Duration::from_secs(args.duration_secs);
+    let until = Instant::now() + Duration::from_secs(args.duration);
     let limit = Duration::from_millis(args.request_timeout_ms);
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..args.clients {
