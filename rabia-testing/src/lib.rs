@@ -9,8 +9,10 @@
 //! * [`checkers`]: the properties, one per module, usable on any history.
 //! * [`linearizability`]: a linearizability checker for concurrent
 //!   key-value histories (reads, writes, compare-and-set).
-//! * [`conformance`]: contract suites that any `Persistence` backend must
-//!   pass (run them against your own).
+//! * [`conformance`]: contract suites that any `Persistence` backend or
+//!   `Transport` must pass (run them against your own).
+//! * [`fault`]: fault injection over **real engines** running your state
+//!   machine: [`NetworkSimulator`], [`FaultType`] and [`TestCluster`].
 //!
 //! ```
 //! use rabia_testing::sim::{run, SimConfig};

@@ -189,11 +189,22 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     }
 }
 
+/// Client connections served at once (Redis's default `maxclients`); a
+/// connection beyond it is told so and closed.
+pub const MAX_CLIENTS: usize = 10_000;
+
 async fn accept_clients(listener: TcpListener, shared: Arc<Shared>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((mut stream, _)) if connections.len() >= MAX_CLIENTS => {
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                    });
+                }
                 Ok((stream, _)) => {
                     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                     shared.stats.connections_open.fetch_add(1, Ordering::Relaxed);
