@@ -206,6 +206,45 @@ async fn wait_ready(node: &Node, limit: Duration) -> bool {
     false
 }
 
+/// Reads `INFO rabia` of `node` as key → value.
+async fn rabia_info(node: &Node) -> Option<BTreeMap<String, String>> {
+    crate::status::fetch(node.resp).await.ok()
+}
+
+/// Waits until every node reports no pending batches and no queued
+/// operations, and all report the same applied slot, twice in a row.
+async fn wait_quiescent(nodes: &[Node], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let mut stable = 0;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let mut applied = Vec::new();
+        let mut idle = true;
+        for node in nodes {
+            match rabia_info(node).await {
+                Some(info) => {
+                    let get = |k: &str| info.get(k).cloned().unwrap_or_default();
+                    idle &= get("pending_batches") == "0" && get("queued_operations") == "0";
+                    applied.push(get("applied_slot"));
+                }
+                None => idle = false,
+            }
+        }
+        let same = applied.windows(2).all(|w| w[0] == w[1]);
+        last = format!("applied slots {applied:?}, idle {idle}");
+        if idle && same {
+            stable += 1;
+            if stable >= 2 {
+                return Ok(());
+            }
+        } else {
+            stable = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(format!("replicas did not settle within {limit:?} ({last})"))
+}
+
 /// Runs the chaos scenario and reports what it found.
 pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
     if !(3..=9).contains(&args.nodes) {
@@ -395,6 +434,11 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
             return Err(ChaosError::NodeStart(node.id, dir.display().to_string()));
         }
     }
+    // Writes that timed out may still be queued somewhere and take effect
+    // late (that is what indeterminate means): wait until no node has any
+    // work left and all have applied the same prefix, so that nothing can
+    // change the values while they are compared.
+    let quiescent = wait_quiescent(&nodes, Duration::from_secs(120)).await;
     // Final reads of every key through every node (recorded: they must fit
     // the history too), and the replicas must agree.
     let mut seen: BTreeMap<String, BTreeMap<u64, String>> = BTreeMap::new();
@@ -428,7 +472,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
                 .insert(node.id, value.unwrap_or_else(|| "(no answer)".into()));
         }
     }
-    let divergence: Vec<String> = seen
+    let mut divergence: Vec<String> = seen
         .iter()
         .filter(|(_, by_node)| {
             let mut values = by_node.values();
@@ -437,6 +481,9 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
         })
         .map(|(key, by_node)| format!("{key}: {by_node:?}"))
         .collect();
+    if let Err(why) = quiescent {
+        divergence.insert(0, why);
+    }
     for node in &mut nodes {
         node.signal(Signal::SIGTERM);
     }
