@@ -11,6 +11,12 @@ pub mod banking;
 pub mod counter;
 pub mod kv;
 
+/// The developer guide, `docs/guide.md`: every `rust` block in it runs as a
+/// doc-test of this crate (`cargo test -p rabia-examples --doc`).
+#[doc = include_str!("../../../docs/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDocTests;
+
 use rabia_core::smr::StateMachine;
 use rabia_core::{ClusterConfig, NodeId};
 use rabia_engine::{EngineError, EngineHandle, LocalReader, RabiaConfig, RabiaEngine};

@@ -39,6 +39,17 @@ pub fn has_quorum(config: &NodeConfig, status: &EngineStatus) -> bool {
     status.running && (peers_reachable(status) + 1) * 2 > config.peers.len()
 }
 
+/// The engine publishes its status every `status_interval` (100 ms): wait
+/// for the next publication so INFO describes the node as of this request
+/// (a stopped engine publishes no more; its last status is returned).
+pub async fn fresh_status(shared: &Shared) -> rabia_engine::EngineStatus {
+    let mut watch = shared.handle.status_watch();
+    watch.mark_unchanged();
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), watch.changed()).await;
+    let status = watch.borrow().clone();
+    status
+}
+
 fn section(out: &mut String, title: &str) {
     if !out.is_empty() {
         out.push_str("\r\n");
@@ -56,7 +67,7 @@ pub async fn render(shared: &Shared, wanted: Option<&str>) -> String {
         ) || wanted.as_deref() == Some(name)
     };
     let config = &shared.config;
-    let status = shared.handle.status();
+    let status = fresh_status(shared).await;
     let mut out = String::new();
     if show("server") {
         section(&mut out, "Server");

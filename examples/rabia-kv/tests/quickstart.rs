@@ -44,14 +44,21 @@ fn the_readme_quick_start_works() {
     }
     let banner = banner.join("\n");
     assert!(banner.contains("node 1: RESP 127.0.0.1:6381"), "{banner}");
-    assert!(banner.contains("redis-cli -p 6381 SET greeting hello"), "{banner}");
+    assert!(
+        banner.contains("redis-cli -p 6381 SET greeting hello"),
+        "{banner}"
+    );
 
     // redis-cli -p 6381 SET greeting hello / redis-cli -p 6382 GET greeting
     let mut one = redis::Client::open("redis://127.0.0.1:6381/")
         .unwrap()
         .get_connection_with_timeout(Duration::from_secs(10))
         .unwrap();
-    let ok: String = redis::cmd("SET").arg("greeting").arg("hello").query(&mut one).unwrap();
+    let ok: String = redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .query(&mut one)
+        .unwrap();
     assert_eq!(ok, "OK");
     let mut two = redis::Client::open("redis://127.0.0.1:6382/")
         .unwrap()
@@ -66,9 +73,16 @@ fn the_readme_quick_start_works() {
         .output()
         .unwrap();
     assert!(status.status.success());
-    let report = String::from_utf8_lossy(&status.stdout);
+    let report = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(report.contains("node 1 at 127.0.0.1:6381"), "{report}");
     assert!(report.contains("quorum=ok"), "{report}");
+    let applied: u64 = report
+        .split("applied=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(applied >= 2, "the SET and the GET are applied: {report}");
 
     // Ctrl-C stops the cluster.
     let cluster = &mut guard.0;
@@ -78,7 +92,10 @@ fn the_readme_quick_start_works() {
         if let Some(exit) = cluster.try_wait().unwrap() {
             break exit;
         }
-        assert!(Instant::now() < deadline, "local-cluster did not stop on SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "local-cluster did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

@@ -277,8 +277,24 @@ impl<SM: StateMachine + 'static> TestCluster<SM> {
 
     /// Waits until every running node has applied the same prefix, and that
     /// prefix covers everything any of them decided; returns its length.
+    ///
+    /// Only statuses published after the call count (the engines publish
+    /// every `status_interval`), so work acknowledged before the call is
+    /// always covered.
     pub async fn wait_converged(&self, timeout: Duration) -> Result<u64, ClusterError> {
         let deadline = Instant::now() + timeout;
+        let mut watches: Vec<_> = (0..self.nodes.len())
+            .filter_map(|i| self.handle(i))
+            .map(|h| {
+                let mut w = h.status_watch();
+                w.mark_unchanged();
+                w
+            })
+            .collect();
+        for watch in &mut watches {
+            // A stopped engine publishes no more; the loop below sees it down.
+            let _ = tokio::time::timeout_at(deadline, watch.changed()).await;
+        }
         loop {
             let statuses: Vec<EngineStatus> = (0..self.nodes.len())
                 .filter_map(|i| self.status(i))
@@ -290,7 +306,11 @@ impl<SM: StateMachine + 'static> TestCluster<SM> {
                     .map(|s| s.next_slot)
                     .max()
                     .unwrap_or(applied);
-                if statuses.iter().all(|s| s.applied_slot == applied) && applied >= decided_max {
+                if statuses
+                    .iter()
+                    .all(|s| s.running && s.applied_slot == applied)
+                    && applied >= decided_max
+                {
                     return Ok(applied.0);
                 }
             }
@@ -336,17 +356,33 @@ impl<SM: StateMachine + 'static> TestCluster<SM> {
     }
 
     /// Waits for convergence, then asserts that every running node's
-    /// snapshot is identical. Panics with the seed and the fault history
-    /// otherwise.
+    /// snapshot is identical byte for byte. Panics with the seed and the
+    /// fault history otherwise.
+    ///
+    /// This needs a canonical snapshot: equal states must serialize to
+    /// equal bytes (a `BTreeMap` does; a `HashMap` serialized in iteration
+    /// order does not). Otherwise use
+    /// [`assert_consistent_by`](Self::assert_consistent_by).
     pub async fn assert_consistent(&self, timeout: Duration) {
+        self.assert_consistent_by(timeout, <[u8]>::to_vec).await;
+    }
+
+    /// Like [`assert_consistent`](Self::assert_consistent), comparing
+    /// `canonical(snapshot)` instead of the bytes, e.g. the decoded state
+    /// (a decoded `HashMap` compares by content).
+    pub async fn assert_consistent_by<T: PartialEq + std::fmt::Debug>(
+        &self,
+        timeout: Duration,
+        canonical: impl Fn(&[u8]) -> T,
+    ) {
         if let Err(e) = self.wait_converged(timeout).await {
             panic!("{e}\nfaults: {:?}", self.simulator.events());
         }
         let snapshots = self.snapshots().await;
-        let live: Vec<(usize, &Vec<u8>)> = snapshots
+        let live: Vec<(usize, T)> = snapshots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, canonical(s))))
             .collect();
         assert!(!live.is_empty(), "no running node to compare");
         for (i, snapshot) in &live[1..] {
