@@ -60,6 +60,14 @@ impl EngineHandle {
     ///
     /// Reads are operations too: submitting a read makes it linearizable (it
     /// takes effect at its position in the log).
+    ///
+    /// **Order.** Operations that are outstanding at the same time may be
+    /// applied in either order, even when one client submitted them to one
+    /// node in sequence (its batches are separate log entries, and another
+    /// replica may propose the later one first). For an order, wait for
+    /// each result before submitting the next, or put the operations in one
+    /// operation (rabia-kv does both: one entry in flight per connection,
+    /// carrying every command that arrived meanwhile).
     pub async fn submit(&self, operation: Operation) -> Reply {
         let (tx, rx) = oneshot::channel();
         let request = ClientRequest {
