@@ -117,10 +117,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.node.threads {
-        builder.worker_threads(threads.max(1));
-    }
+    // One thread: a current-thread runtime (no cross-thread wake-ups).
+    let mut builder = match cli.node.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
