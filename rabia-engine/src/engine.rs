@@ -215,19 +215,29 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             filter = snapshot.filter.clone();
             base_slot = snapshot.base_slot;
         }
+        // The incarnation names this start's batches (origin, incarnation,
+        // seq), and peers treat an origin's older incarnations as finished.
+        // The store's counter restarts at 0 when a node comes back with an
+        // empty store (a replaced disk, or in-memory storage after a process
+        // restart), which would make its new batches look like old, decided
+        // ones, never to be applied. The wall clock (microseconds) keeps it
+        // ahead of every earlier start of this node id, as long as the clock
+        // did not step back by more than the time since that start.
+        let incarnation = recovered.incarnation.max((self.wall_clock)());
         tracing::info!(
-            incarnation = recovered.incarnation,
+            incarnation,
+            store_incarnation = recovered.incarnation,
             base_slot = base_slot.0,
             records = recovered.records.len(),
             "engine starting"
         );
         let origin = Instant::now();
-        let rng_seed = recovered.incarnation ^ self.node_id.as_u64().rotate_left(17);
+        let rng_seed = incarnation ^ self.node_id.as_u64().rotate_left(17);
         let replica = Replica::new(
             replica_config,
             self.cluster.clone(),
             RecoveredState {
-                incarnation: recovered.incarnation,
+                incarnation,
                 base_slot,
                 filter: Some(filter.clone()),
                 records: recovered.records,

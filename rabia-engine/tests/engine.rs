@@ -591,3 +591,34 @@ async fn a_panicking_state_machine_stops_the_engine_with_an_error() {
         other => panic!("expected an internal error, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_back_with_empty_storage_gets_its_new_writes_applied() {
+    // Node 3 writes, then comes back with an empty store (a replaced disk,
+    // or in-memory storage after a process restart): the store's start
+    // counter begins at 0 again, yet its new batches must not be mistaken
+    // for its old, decided ones.
+    let mut cluster = Cluster::start(3, RabiaConfig::default());
+    for _ in 0..20 {
+        cluster.nodes[2]
+            .handle
+            .submit(Operation::new(add(1)))
+            .await
+            .unwrap();
+    }
+    cluster.nodes[2].handle.shutdown();
+    (&mut cluster.nodes[2].task).await.unwrap().unwrap();
+    cluster.nodes[2] = cluster.spawn(2, InMemoryPersistence::new());
+    for k in 0..5 {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(30),
+            cluster.nodes[2].handle.submit(Operation::new(add(1))),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("write {k} after the empty restart never applied"))
+        .unwrap();
+        assert_eq!(value(&reply), 21 + k);
+    }
+    let states = cluster.converged().await;
+    assert!(states.iter().all(|s| s.0 == 25), "{states:?}");
+}

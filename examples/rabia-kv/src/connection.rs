@@ -37,6 +37,11 @@ const INDETERMINATE_RETRIES: usize = 5;
 /// Most commands in one pipeline entry.
 const PIPELINE_OPS_MAX: usize = 1024;
 
+/// Most key and value bytes in one pipeline entry (well under the engine's
+/// `max_batch_bytes`, 4 MiB by default): many large pipelined commands
+/// become several entries instead of one refused entry.
+const PIPELINE_BYTES_MAX: usize = 1 << 20;
+
 /// Most requests queued per connection before it stops reading.
 const QUEUED_MAX: usize = 4096;
 
@@ -236,10 +241,14 @@ fn advance(
             Step::Reply(bytes) => output.extend_from_slice(&bytes),
             Step::Later(future) => return Some(future),
             Step::Op(op) => {
+                let mut bytes = op.payload_bytes();
                 let mut ops = vec![op];
                 while ops.len() < PIPELINE_OPS_MAX {
                     match queue.front() {
-                        Some(Step::Op(_)) => {
+                        Some(Step::Op(next))
+                            if bytes + next.payload_bytes() <= PIPELINE_BYTES_MAX =>
+                        {
+                            bytes += next.payload_bytes();
                             if let Some(Step::Op(op)) = queue.pop_front() {
                                 ops.push(op);
                             }

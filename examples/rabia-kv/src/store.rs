@@ -97,6 +97,21 @@ pub enum KvOp {
 }
 
 impl KvOp {
+    /// Bytes of keys and values the operation carries (what dominates its
+    /// encoded size).
+    pub fn payload_bytes(&self) -> usize {
+        let all = |keys: &[Vec<u8>]| keys.iter().map(Vec::len).sum::<usize>();
+        match self {
+            KvOp::Get(key) | KvOp::IncrBy(key, _) => key.len(),
+            KvOp::Set { key, value, .. } => key.len() + value.len(),
+            KvOp::Del(keys) | KvOp::Exists(keys) | KvOp::MGet(keys) => all(keys),
+            KvOp::MSet(pairs) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            KvOp::Cas { key, expected, new } => key.len() + expected.len() + new.len(),
+            KvOp::DbSize | KvOp::FlushAll => 0,
+            KvOp::Multi(ops) | KvOp::Pipeline(ops) => ops.iter().map(KvOp::payload_bytes).sum(),
+        }
+    }
+
     /// True if the operation never changes the state (it may still go
     /// through the log, to be linearizable).
     pub fn is_read_only(&self) -> bool {

@@ -16,12 +16,15 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free loopback ports (all bound at once, so none repeats).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 struct Node {
@@ -43,12 +46,14 @@ struct KvCluster {
 impl KvCluster {
     fn start(n: u64) -> KvCluster {
         let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(3 * n as usize);
+        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
         let nodes: Vec<Node> = (1..=n)
             .map(|id| Node {
                 id,
-                resp: SocketAddr::from(([127, 0, 0, 1], free_port())),
-                peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
-                metrics: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                resp: addr(3 * (id as usize - 1)),
+                peer: addr(3 * (id as usize - 1) + 1),
+                metrics: addr(3 * (id as usize - 1) + 2),
                 data: dir.path().join(format!("node-{id}")),
                 child: None,
             })
@@ -382,6 +387,17 @@ fn pipelines_transactions_and_redis_errors_behave_like_redis() {
     assert!(e.to_string().contains("wrong number of arguments"), "{e}");
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG");
+    // Ten pipelined 1 MiB values (10 MiB together, more than one log entry
+    // may carry) are all accepted.
+    let big = "x".repeat(1 << 20);
+    let mut pipe = redis::pipe();
+    for i in 0..10 {
+        pipe.cmd("SET").arg(format!("big{i}")).arg(&big);
+    }
+    let replies: Vec<String> = pipe.query(&mut con).unwrap();
+    assert_eq!(replies, vec!["OK".to_string(); 10]);
+    let got: String = redis::cmd("GET").arg("big9").query(&mut con).unwrap();
+    assert_eq!(got.len(), big.len());
 }
 
 #[test]

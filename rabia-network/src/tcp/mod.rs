@@ -52,6 +52,9 @@ pub struct TcpTransport {
     frame_bytes_max: usize,
     outboxes: BTreeMap<NodeId, mpsc::Sender<Bytes>>,
     inbox: mpsc::Receiver<(NodeId, Envelope)>,
+    /// Keeps the inbox open while the transport lives, also with no peers
+    /// (a one-node cluster): `recv` returns `None` only when it is dropped.
+    _inbox_tx: mpsc::Sender<(NodeId, Envelope)>,
     counters: Arc<Counters>,
     _tasks: JoinSet<()>,
 }
@@ -133,6 +136,7 @@ impl TcpTransport {
             frame_bytes_max: config.frame_bytes_max,
             outboxes,
             inbox,
+            _inbox_tx: inbox_tx,
             counters,
             _tasks: tasks,
         })

@@ -187,8 +187,17 @@ impl Node {
     }
 }
 
-fn free_addr() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+/// `n` distinct free loopback addresses, with their listeners: keep those
+/// until the proxies are bound, so no proxy lands on a node's port.
+fn free_addrs(n: usize) -> std::io::Result<(Vec<SocketAddr>, Vec<std::net::TcpListener>)> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok((addrs, listeners))
 }
 
 async fn wait_ready(node: &Node, limit: Duration) -> bool {
@@ -279,11 +288,24 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
 
     // Real peer addresses, and a proxy per ordered pair in front of them.
     let ids: Vec<u64> = (1..=args.nodes).collect();
+    let (addrs, reserved) = free_addrs(2 * ids.len())?;
+    let mut free = addrs.into_iter();
     let mut listen = BTreeMap::new();
+    let mut resp_addrs = BTreeMap::new();
     for &i in &ids {
-        listen.insert(i, free_addr()?);
+        listen.insert(
+            i,
+            free.next()
+                .ok_or_else(|| ChaosError::Usage("no free port".into()))?,
+        );
+        resp_addrs.insert(
+            i,
+            free.next()
+                .ok_or_else(|| ChaosError::Usage("no free port".into()))?,
+        );
     }
     let proxies = Proxies::start(&listen).await?;
+    drop(reserved);
     let mut nodes = Vec::new();
     for &i in &ids {
         let peers: Vec<String> = ids
@@ -297,7 +319,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
                 format!("{j}={addr}")
             })
             .collect();
-        let resp = free_addr()?;
+        let resp = resp_addrs[&i];
         let data = dir.join(format!("node-{i}"));
         let read_mode = if args.local_reads {
             "local"
