@@ -147,8 +147,11 @@ impl Settings {
                 .trim()
                 .parse()
                 .map_err(|_| invalid("peers", format!("`{key}` is not a node id (a number)")))?;
-            let addr: SocketAddr = addr.trim().parse().map_err(|_| {
-                invalid("peers", format!("`{addr}` (node {node}) is not HOST:PORT"))
+            let addr = resolve(addr.trim()).map_err(|why| {
+                invalid(
+                    "peers",
+                    format!("`{addr}` (node {node}) is not HOST:PORT ({why})"),
+                )
             })?;
             if let Some((other, _)) = peers.iter().find(|(_, a)| **a == addr) {
                 return Err(invalid(
@@ -207,6 +210,21 @@ impl Settings {
             batch_timeout,
         })
     }
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved once, now (IPv4 first).
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = text.to_socket_addrs().map_err(|e| e.to_string())?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| "the name resolves to no address".to_string())
 }
 
 /// Parses `--peers 1=127.0.0.1:7001,2=127.0.0.1:7002` into the settings'
@@ -324,6 +342,24 @@ mod tests {
             .unwrap()
             .insert("x".into(), "127.0.0.1:1".into());
         assert!(e(bad).contains("not a node id"));
+        let mut named = base();
+        named
+            .peers
+            .as_mut()
+            .unwrap()
+            .insert("2".into(), "localhost:7002".into());
+        assert_eq!(
+            named.validate().unwrap().peers[&NodeId::from_u64(2)],
+            "127.0.0.1:7002".parse().unwrap(),
+            "host names resolve"
+        );
+        let mut nonsense = base();
+        nonsense
+            .peers
+            .as_mut()
+            .unwrap()
+            .insert("2".into(), "no port here".into());
+        assert!(e(nonsense).contains("is not HOST:PORT"));
         assert!(parse_peers_flag("1:127.0.0.1:1")
             .unwrap_err()
             .to_string()
