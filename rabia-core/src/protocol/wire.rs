@@ -25,6 +25,18 @@ pub fn encode(envelope: &Envelope) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
+/// Appends the frame payload of `envelope` (the same bytes [`encode`]
+/// returns) to `out`, after whatever `out` already holds: a transport can
+/// reserve its length prefix first and encode in place, with one buffer
+/// sized once.
+pub fn encode_into(out: &mut Vec<u8>, envelope: &Envelope) -> Result<(), DecodeError> {
+    let size = options(usize::MAX).serialized_size(envelope)?;
+    out.reserve(1 + usize::try_from(size).unwrap_or(0));
+    out.push(WIRE_VERSION);
+    options(usize::MAX).serialize_into(&mut *out, envelope)?;
+    Ok(())
+}
+
 /// Decodes a frame payload, refusing frames over `frame_bytes_max`.
 pub fn decode(bytes: &[u8], frame_bytes_max: usize) -> Result<Envelope, DecodeError> {
     if bytes.len() > frame_bytes_max {
@@ -132,6 +144,11 @@ mod tests {
             };
             let bytes = encode(&envelope).unwrap();
             assert_eq!(decode(&bytes, DEFAULT_FRAME_BYTES_MAX).unwrap(), envelope);
+            // Encoding in place after a prefix gives the same bytes.
+            let mut framed = vec![9, 9, 9, 9];
+            encode_into(&mut framed, &envelope).unwrap();
+            assert_eq!(&framed[..4], &[9, 9, 9, 9]);
+            assert_eq!(&framed[4..], &bytes[..]);
         }
     }
 

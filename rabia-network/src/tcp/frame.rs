@@ -3,7 +3,6 @@
 //! configured maximum is an error that closes the connection, so a peer
 //! cannot make this node buffer without limit.
 
-use bytes::Bytes;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
@@ -34,11 +33,4 @@ pub(crate) fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(payload);
-}
-
-/// One encoded frame, shared by every peer a broadcast goes to.
-pub(crate) fn encoded(payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(payload.len() + 4);
-    put_frame(&mut out, payload);
-    Bytes::from(out)
 }

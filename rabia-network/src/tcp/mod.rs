@@ -153,11 +153,18 @@ impl TcpTransport {
     }
 
     fn encode(&self, envelope: &Envelope) -> Option<Bytes> {
-        match wire::encode(envelope) {
-            Ok(payload) if payload.len() <= self.frame_bytes_max => Some(frame::encoded(&payload)),
-            Ok(payload) => {
+        // Length prefix first, then the payload encoded in place: one
+        // buffer, sized once.
+        let mut out = vec![0u8; 4];
+        match wire::encode_into(&mut out, envelope) {
+            Ok(()) if out.len() - 4 <= self.frame_bytes_max => {
+                let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+                out[..4].copy_from_slice(&len.to_be_bytes());
+                Some(Bytes::from(out))
+            }
+            Ok(()) => {
                 warn!(
-                    bytes = payload.len(),
+                    bytes = out.len() - 4,
                     max = self.frame_bytes_max,
                     "dropping a message larger than frame_bytes_max"
                 );
