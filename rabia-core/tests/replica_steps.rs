@@ -464,3 +464,43 @@ fn coin_is_common_across_replicas() {
         }
     }
 }
+
+#[test]
+fn a_peer_batch_above_this_nodes_own_limits_is_accepted() {
+    // This node creates batches of at most 2 operations; a peer configured
+    // with a larger limit sends one of 5. Replicas must agree on which
+    // batches exist whatever their own limits, or this one could never
+    // accept a decided value and would stall.
+    let cluster = ClusterConfig::try_new(NodeId::from_u64(1), ids(3)).unwrap();
+    let config = ReplicaConfig {
+        batch_operations_max: 2,
+        ..ReplicaConfig::default()
+    };
+    let mut r = Replica::new(config, cluster, RecoveredState::fresh(0), Instant::ZERO, 1).unwrap();
+    let peer = NodeId::from_u64(2);
+    let batch = std::sync::Arc::new(rabia_core::Batch {
+        id: rabia_core::BatchId {
+            origin: peer,
+            incarnation: 0,
+            seq: 0,
+        },
+        timestamp: 1,
+        operations: vec![Operation::new(vec![7]); 5],
+    });
+    r.handle_message(
+        Instant::ZERO,
+        peer,
+        Envelope {
+            sender: peer,
+            epoch: Epoch(0),
+            message: Message::Forward { batch },
+        },
+    );
+    assert_eq!(r.metrics().dropped.invalid, 0, "not refused as invalid");
+    assert_eq!(r.metrics().pending_batches, 1, "queued for a slot");
+    // Its own submissions still obey its own limit.
+    assert!(matches!(
+        r.submit(Instant::ZERO, 2, vec![Operation::new(vec![1]); 3]),
+        Err(SubmitError::InvalidBatch { .. })
+    ));
+}

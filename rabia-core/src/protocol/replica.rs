@@ -50,6 +50,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The largest peer batch a replica accepts: half a frame, the same bound
+/// `ReplicaConfig::validate` puts on `batch_bytes_max` (plus headroom), and
+/// the same on every replica whatever its own limits.
+pub(crate) const INBOUND_BATCH_BYTES_MAX: usize =
+    crate::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2;
+
 /// One node's Rabia protocol state. See the module docs for the contract.
 pub struct Replica {
     config: ReplicaConfig,
@@ -579,10 +585,14 @@ impl Replica {
         }
     }
 
+    /// Whether a peer's batch may be considered. The bound is the
+    /// protocol's, not this node's `batch_*_max` (those only limit the
+    /// batches this node creates): replicas configured with different
+    /// limits must still agree on which batches exist, or one of them
+    /// could never accept a decided value and would stall.
     fn batch_is_acceptable(&self, batch: &Batch) -> bool {
         !batch.operations.is_empty()
-            && batch.operations.len() <= self.config.batch_operations_max
-            && batch.encoded_len() <= self.config.batch_bytes_max + 64
+            && batch.encoded_len() <= INBOUND_BATCH_BYTES_MAX
             && self.cluster.contains(batch.id.origin)
     }
 
