@@ -107,6 +107,13 @@ impl RabiaConfig {
         positive("max_snapshot_bytes", u128::from(self.max_snapshot_bytes))?;
         positive("max_sessions", self.max_sessions as u128)?;
         positive("status_interval", self.status_interval.as_nanos())?;
+        let half_frame = rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2;
+        if self.snapshot_chunk_bytes > half_frame {
+            return Err(ConfigError::InvalidSetting {
+                field: "snapshot_chunk_bytes",
+                reason: format!("a chunk must fit in half a frame ({half_frame} bytes)"),
+            });
+        }
         if self.max_pending_batches < 4 {
             return Err(ConfigError::InvalidSetting {
                 field: "max_pending_batches",
@@ -149,7 +156,9 @@ impl RabiaConfig {
             retransmit_interval: self.retransmit_interval,
             heartbeat_interval: self.heartbeat_interval,
             decided_retention: self.max_retained_decisions,
-            snapshot_chunk_bytes_max: self.snapshot_chunk_bytes,
+            // Accept what any peer may send (its chunk size may differ from
+            // ours); `snapshot_chunk_bytes` only sizes the chunks we send.
+            snapshot_chunk_bytes_max: rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2,
             ..ReplicaConfig::default()
         }
     }
@@ -179,6 +188,27 @@ mod tests {
             ..Default::default()
         };
         assert!(inconsistent.validate().is_err());
+        let huge_chunks = RabiaConfig {
+            snapshot_chunk_bytes: 9 << 20,
+            ..Default::default()
+        };
+        assert!(matches!(
+            huge_chunks.validate(),
+            Err(ConfigError::InvalidSetting {
+                field: "snapshot_chunk_bytes",
+                ..
+            })
+        ));
+        // Chunks up to half a frame are accepted from peers whatever the
+        // size this node sends.
+        let small = RabiaConfig {
+            snapshot_chunk_bytes: 1024,
+            ..Default::default()
+        };
+        assert_eq!(
+            small.replica_config().snapshot_chunk_bytes_max,
+            rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2
+        );
     }
 
     #[test]
