@@ -100,7 +100,15 @@ fn scenario(seed: u64) -> Run {
             // The crashed node's client sees its engine stop: keep what it got.
             replies.push(client.await.unwrap_or_default());
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The crashed node comes back after its 500 ms (virtual time).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !cluster.is_up(2) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node 3 did not restart"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         cluster.assert_consistent(Duration::from_secs(60)).await;
         Run {
             replies,
