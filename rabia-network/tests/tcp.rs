@@ -243,3 +243,36 @@ fn established_sockets(ports: &[u16]) -> usize {
         })
         .count()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_peer_address_is_refused_by_the_dialer() {
+    // Node 1 believes node 2 listens where node 3 actually does. Node 3
+    // knows node 1 but cannot reach it (a closed port), so the only
+    // handshake is node 1 dialing node 3: node 3 accepts it (node 1 is a
+    // member) and answers as node 3, and node 1 refuses the answer.
+    let (mut ls, real) = listeners(3).await;
+    let l3 = ls.pop().unwrap();
+    let l2 = ls.pop().unwrap();
+    let l1 = ls.pop().unwrap();
+    let closed = l2.local_addr().unwrap();
+    drop(l2);
+    let mut node1_view = real.clone();
+    node1_view.insert(node(2), real[&node(3)]);
+    node1_view.remove(&node(3));
+    let mut node3_view = real.clone();
+    node3_view.insert(node(1), closed);
+    node3_view.remove(&node(2));
+    let a = start(1, 7, l1, &node1_view);
+    let c = start(3, 7, l3, &node3_view);
+    wait_until(
+        "node 1 refuses the node that answers at node 2's address",
+        || a.stats().handshakes_rejected > 0,
+    )
+    .await;
+    assert_eq!(
+        c.stats().handshakes_rejected,
+        0,
+        "node 3 accepted node 1: the refusal is the dialer's (expected node 2, found node 3)"
+    );
+    assert_eq!(a.stats().peers_connected, 0);
+}
