@@ -47,3 +47,8 @@ pub async fn request(
     .await
     .map_err(|_| ClientError::Timeout(limit))?
 }
+
+/// True if `addr` answers `PING` with `PONG` within `limit`.
+pub async fn pings(addr: SocketAddr, limit: Duration) -> bool {
+    matches!(request(addr, &[b"PING"], limit).await, Ok(Value::Simple(s)) if s == "PONG")
+}

@@ -3,7 +3,6 @@
 
 use crate::client;
 use crate::config::PersistenceKind;
-use crate::resp::Value;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::net::SocketAddr;
@@ -208,8 +207,7 @@ async fn wait_ready(nodes: &mut [NodeProcess]) -> Result<(), ClusterError> {
                     log: node.log.display().to_string(),
                 });
             }
-            let reply = client::request(node.resp, &[b"PING"], Duration::from_secs(1)).await;
-            if matches!(reply, Ok(Value::Simple(ref s)) if s == "PONG") {
+            if client::pings(node.resp, Duration::from_secs(1)).await {
                 break;
             }
             if Instant::now() > deadline {

@@ -107,9 +107,11 @@ fn reply(value: Value) -> Step {
 
 impl Connection {
     /// Turns one request into its step.
-    fn dispatch(&mut self, args: Vec<Vec<u8>>) -> Step {
+    /// `now_ms` is the wall clock read once for the burst of requests this
+    /// one arrived with (it turns `EX`/`PX` into deadlines).
+    fn dispatch(&mut self, args: Vec<Vec<u8>>, now_ms: u64) -> Step {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let request = command::parse(args, now_ms());
+        let request = command::parse(args, now_ms);
         if let Some((queued, dirty)) = self.multi.as_mut() {
             match request {
                 Request::Replicated(op) => {
@@ -283,12 +285,13 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let mut eof = false;
     loop {
         // Parse every complete request we have room for.
+        let now = now_ms();
         while !connection.closing && queue.len() < QUEUED_MAX {
             match resp::parse_request(&input[consumed..], &limits) {
                 Ok(Some((args, used))) => {
                     consumed += used;
                     if !args.is_empty() {
-                        let step = connection.dispatch(args);
+                        let step = connection.dispatch(args, now);
                         queue.push_back(step);
                     }
                 }

@@ -13,7 +13,6 @@ mod proxy;
 mod workload;
 
 use crate::client;
-use crate::resp::Value;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proxy::Proxies;
@@ -203,21 +202,12 @@ fn free_addrs(n: usize) -> std::io::Result<(Vec<SocketAddr>, Vec<std::net::TcpLi
 async fn wait_ready(node: &Node, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if let Ok(Value::Simple(s)) =
-            client::request(node.resp, &[b"PING"], Duration::from_secs(1)).await
-        {
-            if s == "PONG" {
-                return true;
-            }
+        if client::pings(node.resp, Duration::from_secs(1)).await {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// Reads `INFO rabia` of `node` as key → value.
-async fn rabia_info(node: &Node) -> Option<BTreeMap<String, String>> {
-    crate::status::fetch(node.resp).await.ok()
 }
 
 /// Waits until every node reports no pending batches and no queued
@@ -230,7 +220,7 @@ async fn wait_quiescent(nodes: &[Node], limit: Duration) -> Result<(), String> {
         let mut applied = Vec::new();
         let mut idle = true;
         for node in nodes {
-            match rabia_info(node).await {
+            match crate::status::fetch(node.resp).await.ok() {
                 Some(info) => {
                     let get = |k: &str| info.get(k).cloned().unwrap_or_default();
                     idle &= get("pending_batches") == "0" && get("queued_operations") == "0";
@@ -469,8 +459,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
             let key = format!("k{k}");
             let mut value = None;
             for _attempt in 0..20 {
-                let before = history.len();
-                workload::run_op(
+                let result = workload::run_op(
                     &history,
                     &counts,
                     10_000 + node.id,
@@ -479,13 +468,8 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
                     Duration::from_secs(10),
                 )
                 .await;
-                let events = history.events();
-                if let Some(linearizability::Event::Complete {
-                    result: linearizability::KvResult::Read(v),
-                    ..
-                }) = events.get(before + 1)
-                {
-                    value = Some(v.clone().unwrap_or_else(|| "(nil)".into()));
+                if let Some(linearizability::KvResult::Read(v)) = result {
+                    value = Some(v.unwrap_or_else(|| "(nil)".into()));
                     break;
                 }
             }

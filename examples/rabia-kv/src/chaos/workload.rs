@@ -60,7 +60,8 @@ async fn request(addr: SocketAddr, args: &[&[u8]], limit: Duration) -> Exchange 
     }
 }
 
-/// One operation through `addr`, recorded in `history`.
+/// One operation through `addr`, recorded in `history`; returns its result
+/// if it completed.
 pub(super) async fn run_op(
     history: &History,
     counts: &Counts,
@@ -68,7 +69,7 @@ pub(super) async fn run_op(
     addr: SocketAddr,
     op: KvOp,
     limit: Duration,
-) {
+) -> Option<KvResult> {
     let id = history.invoke(client, op.clone());
     let (args, is_read): (Vec<Vec<u8>>, bool) = match &op {
         KvOp::Read { key } => (vec![b"GET".to_vec(), key.clone().into_bytes()], true),
@@ -102,14 +103,15 @@ pub(super) async fn run_op(
         (Exchange::NotSent, _) => {
             history.fail(id);
             counts.failed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         _ => None,
     };
     match result {
         Some(result) => {
-            history.complete(id, result);
+            history.complete(id, result.clone());
             counts.ok.fetch_add(1, Ordering::Relaxed);
+            return Some(result);
         }
         // A read has no effect whether or not it ran.
         None if is_read => {
@@ -121,6 +123,7 @@ pub(super) async fn run_op(
             counts.indeterminate.fetch_add(1, Ordering::Relaxed);
         }
     }
+    None
 }
 
 /// A client loop: random ops on random nodes until `until`.
