@@ -107,7 +107,7 @@ impl ClusterConfig {
 pub const MAX_CLUSTER_SIZE: usize = 31;
 
 /// The three thresholds of the protocol, kept as separate formulas (they
-/// coincide when n = 2f + 1 but not for n = 4; protocol.md §5.1, §12 item 22).
+/// coincide when n = 2f + 1 but not for n = 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {
     /// Cluster size n.

@@ -1,6 +1,6 @@
 //! Error types of rabia-core.
 //!
-//! Each enum states its class (architecture.md §5): a **rejection** is bad
+//! Each enum states its class: a **rejection** is bad
 //! input or overload (the caller keeps serving, and gets any value back), a
 //! **configuration** error stops start-up with a clear reason.
 

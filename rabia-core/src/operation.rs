@@ -61,7 +61,7 @@ impl Operation {
 ///
 /// A batch is created once, by one replica (its origin), which also assigns
 /// its ordering timestamp. Both travel with the batch, so every replica sorts
-/// every batch identically (protocol.md §2, §12 item 15).
+/// every batch identically.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// Globally unique identity.

@@ -1,4 +1,4 @@
-//! Exactly-once client sessions (protocol.md §8.3, §14.3).
+//! Exactly-once client sessions.
 //!
 //! A [`SessionTable`] is *replicated state*: it changes only as decided
 //! operations are applied, in slot order, so every replica holds the same

@@ -63,7 +63,7 @@ impl Batcher {
         self.operations.len() >= self.max_operations || self.bytes >= self.max_bytes
     }
 
-    /// When the current batch must be flushed even if a slot is in flight.
+    /// When the current batch must be flushed even though an own batch awaits a decision.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.first_at.map(|t| t + self.timeout)
     }

@@ -24,9 +24,10 @@ pub struct RabiaConfig {
     pub max_batch_size: usize,
     /// Maximum encoded bytes per batch.
     pub max_batch_bytes: usize,
-    /// While a slot is in flight, operations accumulate for at most this
-    /// long (or until `max_batch_size`) before they are proposed. When no
-    /// slot is in flight an operation is proposed at once.
+    /// While one of this node's own batches awaits a decision, operations
+    /// accumulate for at most this long (or until `max_batch_size`) before
+    /// they are proposed. With none awaiting, an operation is proposed at
+    /// once.
     pub batch_timeout: Duration,
     /// Period of the progress heartbeat between replicas.
     pub heartbeat_interval: Duration,

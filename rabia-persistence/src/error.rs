@@ -1,6 +1,6 @@
 //! Errors of the storage layer. Every variant is **fatal** for the replica
 //! that sees it: the engine stops cleanly rather than keep voting without
-//! its data (architecture.md §5).
+//! its data.
 
 use std::path::PathBuf;
 use thiserror::Error;

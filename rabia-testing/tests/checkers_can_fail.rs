@@ -57,6 +57,18 @@ fn sending_before_persisting_equivocates_after_restart() {
 }
 
 #[test]
+fn delivering_before_own_votes_are_durable_is_caught() {
+    let found = violations(Mutation::DeliverBeforeVotesDurable, 3, 1..300);
+    println!("deliver-before-votes-durable: {found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
+        "no agreement violation found: {found:?}"
+    );
+}
+
+#[test]
 fn dropping_the_proposal_after_a_lost_slot_is_caught() {
     let found = violations(Mutation::NoRequeue, 3, 1..40);
     println!("no-requeue: {found:?}");

@@ -103,7 +103,7 @@ pub struct Settings {
     pub read_mode: Option<ReadMode>,
     /// Most operations per batch.
     pub max_batch_size: Option<usize>,
-    /// Longest wait to fill a batch while a slot is in flight, in ms.
+    /// Longest wait to fill a batch while this node's previous batch awaits a decision, in ms.
     pub batch_timeout_ms: Option<u64>,
 }
 

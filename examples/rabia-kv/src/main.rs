@@ -70,7 +70,7 @@ struct NodeArgs {
     /// Most operations per batch.
     #[arg(long)]
     max_batch_size: Option<usize>,
-    /// Longest wait to fill a batch while a slot is in flight (ms).
+    /// Longest wait to fill a batch while this node's previous batch awaits a decision (ms).
     #[arg(long)]
     batch_timeout_ms: Option<u64>,
     /// Worker threads (default: one per core). Nodes sharing a machine do

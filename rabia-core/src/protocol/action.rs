@@ -20,8 +20,10 @@
 //!   restore it and call `install_snapshot`.
 //!
 //! The replica itself holds back every message that depends on a record not
-//! yet durable (protocol.md §14.2), so a driver cannot send a vote early by
-//! accident.
+//! yet durable (the restart rule, docs/protocol.md), so a driver cannot send
+//! a vote early by accident. A `Deliver` likewise waits until this replica's
+//! own messages for the slot are durable (but not for the slot's `Decided`
+//! record: the value is already fixed by durable votes).
 
 use crate::ids::{BatchId, NodeId, Slot};
 use crate::operation::{Batch, SlotValue};

@@ -1,7 +1,7 @@
 //! The common coin: a pure function of (seed, epoch, slot, phase).
 //!
 //! Every replica computes the same bit for the same inputs with nothing to
-//! coordinate and no generator state (protocol.md §5.3, §14.1). Changing this
+//! coordinate and no generator state. Changing this
 //! function changes the protocol: replicas running different versions would
 //! flip different coins, which costs liveness (never safety). Treat it as a
 //! wire-format change.

@@ -133,4 +133,8 @@ pub enum Mutation {
     /// Send protocol messages before they are durable (equivocation after
     /// a crash-restart).
     SendBeforePersist,
+    /// Deliver a decision (and so answer its clients) before this
+    /// replica's own votes for it are durable (an acknowledged operation can
+    /// be lost when the replica restarts and votes differently).
+    DeliverBeforeVotesDurable,
 }

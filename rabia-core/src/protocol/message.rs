@@ -1,4 +1,4 @@
-//! Protocol messages (protocol.md §3).
+//! Protocol messages (listed in docs/protocol.md).
 //!
 //! Every message travels in an [`Envelope`] carrying the sender and the
 //! epoch; every slot-scoped message names its slot. Counting is always per
@@ -19,8 +19,7 @@ pub enum Bit {
     One = 1,
 }
 
-/// A round-2 vote: a bit, or `?` ("no majority seen"). `?` is not a bit
-/// (protocol.md §12 item 6).
+/// A round-2 vote: a bit, or `?` ("no majority seen"). `?` is not a bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum VoteValue {
     /// A vote for a bit.

@@ -1,6 +1,6 @@
 //! Counters a replica keeps about itself: the health signals of a Rabia
-//! deployment (⊥ rate, phases per slot, fast-path rate; protocol.md §12
-//! item 24) and the reasons inputs were dropped.
+//! deployment (⊥ rate, phases per slot, fast-path rate; see docs/protocol.md)
+//! and the reasons inputs were dropped.
 
 /// Why an inbound message was dropped (each is counted, none panics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The pending queue (the paper's PQ): batches not yet in the log, ordered by
-//! the key their origin assigned (protocol.md §2, §8.1).
+//! the key their origin assigned.
 //!
 //! A batch stays in the queue until a slot decides it; this replica's
 //! proposal is the head, not a popped element, so a ⊥ slot or a slot decided

@@ -17,10 +17,10 @@
 //! adopted from a peer's proposal), proposes the queue's head and runs
 //! its slot instance to a decision. Messages for later slots inside
 //! `slot_window` are buffered in their instances; decisions for later slots
-//! are kept and consumed in order. A decided slot is persisted, broadcast
-//! (when this replica decided it itself) and delivered in slot order.
+//! are kept and consumed in order. A decided slot is persisted, sent to any
+//! peer that asks for it, and delivered in slot order.
 //!
-//! # Durability ordering (protocol.md §14.2)
+//! # Durability ordering (the restart rule, docs/protocol.md)
 //!
 //! Every Proposal, State and Vote is written as a [`PersistRecord::Sent`]
 //! before it leaves, and every outgoing message that could depend on
@@ -28,6 +28,12 @@
 //! it. A restarted replica re-sends exactly its recorded messages and never a
 //! different one for the same (slot, phase, kind): there is no equivocation,
 //! so the quorum-intersection arguments of the protocol hold across crashes.
+//!
+//! A decision is delivered once every record issued before it is durable
+//! (so this replica's own votes for the slot), without waiting for its
+//! `Decided` record: the decided value is fixed by votes durable at f + 1
+//! senders, so losing the `Decided` record in a crash only makes the
+//! replica learn the same value again.
 
 use crate::cluster::{ClusterConfig, Thresholds};
 use crate::error::{ConfigError, SubmitError};
@@ -623,7 +629,7 @@ impl Replica {
     }
 
     fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, batch: Arc<Batch>) {
-        // Orphan adoption (protocol.md §12 item 9): every proposed batch
+        // Orphan adoption: every proposed batch
         // enters our queue, whatever its slot.
         self.adopt_batch(now, batch.clone());
         if slot < self.next_slot {
@@ -1076,8 +1082,19 @@ impl Replica {
             // from the same votes. A replica that did not decide moves to a
             // later phase, and its first message for it is answered with the
             // decision at once (`reply_decision`).
+            //
+            // The delivery waits for the records issued before this decision
+            // (this replica's own Proposal, States and Votes), not for the
+            // `Decided` record: the value is fixed by votes that are durable
+            // at f + 1 senders, so a crash that loses the `Decided` record
+            // only makes this replica learn the same value again.
+            let votes_durable = self.last_token;
             self.persist(PersistRecord::Decided { slot, value });
-            self.emit_gated(delivery);
+            if self.deliver_early_mutation() {
+                self.emit_now(delivery);
+            } else {
+                self.emit_gated_at(votes_durable, delivery);
+            }
         }
         self.next_slot = slot.next();
         self.last_progress = now;
@@ -1235,6 +1252,13 @@ impl Replica {
         } else {
             self.last_token
         };
+        self.emit_gated_at(gate, action);
+    }
+
+    /// Queues an action that must wait until every record up to `gate` is
+    /// durable. Held actions are released in order, so an action never
+    /// overtakes one queued before it.
+    fn emit_gated_at(&mut self, gate: u64, action: Action) {
         if gate <= self.durable_token && self.held.is_empty() {
             self.ready.push_back(action);
         } else {
@@ -1284,6 +1308,14 @@ impl Replica {
     fn no_requeue_mutation(&self) -> bool {
         #[cfg(feature = "mutations")]
         if self.config.mutation == crate::protocol::config::Mutation::NoRequeue {
+            return true;
+        }
+        false
+    }
+
+    fn deliver_early_mutation(&self) -> bool {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::DeliverBeforeVotesDurable {
             return true;
         }
         false

@@ -1,4 +1,4 @@
-//! One slot's weak multi-valued consensus (protocol.md §5): the proposal
+//! One slot's weak multi-valued consensus: the proposal
 //! exchange, then State and Vote rounds of randomized binary agreement.
 //!
 //! ```text
@@ -56,7 +56,7 @@ pub(crate) struct SlotInstance {
     pub(crate) proposed_batches: BTreeMap<BatchId, Arc<Batch>>,
     pub(crate) states: BTreeMap<Phase, Tally<Bit>>,
     pub(crate) votes: BTreeMap<Phase, Tally<VoteValue>>,
-    /// The majority batch, once known (unique: protocol.md §5.2).
+    /// The majority batch, once known (unique: two majorities intersect).
     pub(crate) candidate: Option<BatchId>,
     /// Messages this replica sent for the slot, with the persist token each
     /// waited for. Re-sent on retransmit; never replaced by a different one.

@@ -1,5 +1,5 @@
 //! Per-sender tallies: one value per distinct sender, duplicates ignored,
-//! conflicting values (equivocation) detected (protocol.md §12 item 7).
+//! conflicting values (equivocation) detected.
 
 use crate::ids::NodeId;
 use std::collections::BTreeMap;

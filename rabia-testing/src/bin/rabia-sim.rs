@@ -74,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
                     "per-replica-coin" => Mutation::PerReplicaCoin,
                     "no-requeue" => Mutation::NoRequeue,
                     "send-before-persist" => Mutation::SendBeforePersist,
+                    "deliver-before-votes-durable" => Mutation::DeliverBeforeVotesDurable,
                     other => return Err(format!("unknown mutation {other:?}")),
                 };
             }
