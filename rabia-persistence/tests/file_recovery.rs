@@ -37,8 +37,8 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes `n` records in groups of 3 (each group synced) and returns the
-/// size of the single segment after each record.
+/// Writes `n` records, one synced group each, and returns where the data of
+/// the single segment ends after each record.
 fn write_records(dir: &Path, n: u64) -> Vec<u64> {
     block_on(async {
         let mut store = open(dir);
@@ -47,7 +47,7 @@ fn write_records(dir: &Path, n: u64) -> Vec<u64> {
         for chunk in (0..n).collect::<Vec<_>>().chunks(3) {
             for slot in chunk {
                 store.append(&[record(*slot)]).await.unwrap();
-                ends.push(std::fs::metadata(&segments(dir)[0]).unwrap().len());
+                ends.push(store.current_segment_data_len());
             }
         }
         ends
@@ -95,7 +95,7 @@ fn a_torn_last_record_is_cut_at_every_byte_and_nothing_before_it_is_lost() {
     let segment = segments(dir.path())[0].clone();
     let full = std::fs::read(&segment).unwrap();
     let last_start = ends[4] as usize;
-    for cut in last_start..full.len() {
+    for cut in last_start..ends[5] as usize {
         std::fs::write(&segment, &full[..cut]).unwrap();
         let records = recover(dir.path()).unwrap();
         assert_eq!(
@@ -103,10 +103,11 @@ fn a_torn_last_record_is_cut_at_every_byte_and_nothing_before_it_is_lost() {
             (0..5).map(record).collect::<Vec<_>>(),
             "cut at {cut}"
         );
-        assert_eq!(
-            std::fs::metadata(&segment).unwrap().len(),
-            last_start as u64,
-            "tail truncated"
+        let repaired = std::fs::read(&segment).unwrap();
+        assert_eq!(&repaired[..last_start], &full[..last_start], "data kept");
+        assert!(
+            repaired[last_start..].iter().all(|b| *b == 0),
+            "torn bytes zeroed (cut at {cut})"
         );
     }
     // And the log keeps working after the repair.
@@ -135,6 +136,100 @@ fn corruption_in_the_middle_is_a_fatal_error_naming_file_and_offset() {
         }
         other => panic!("expected corruption, got {other:?}"),
     }
+}
+
+/// A crash in the middle of a group write may leave its sectors on disk in
+/// any order: a later record of the unsynced group intact after a torn
+/// one. That is a torn tail (nothing in it was synced), not corruption.
+#[test]
+fn a_torn_group_with_a_later_record_intact_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let group_start = block_on(async {
+        let mut store = open(dir.path());
+        store.recover().await.unwrap();
+        for slot in 0..3 {
+            store.append(&[record(slot)]).await.unwrap();
+        }
+        let start = store.current_segment_data_len();
+        store.append(&[record(3), record(4)]).await.unwrap();
+        start
+    });
+    let segment = segments(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // The first record of the last group never reached the disk.
+    bytes[group_start as usize..group_start as usize + 20].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    assert_eq!(
+        recover(dir.path()).unwrap(),
+        (0..3).map(record).collect::<Vec<_>>()
+    );
+    // The stale second record was zeroed: new records after the repair
+    // are not followed by it.
+    block_on(async {
+        let mut store = open(dir.path());
+        store.recover().await.unwrap();
+        store.append(&[record(7)]).await.unwrap();
+    });
+    let mut expected: Vec<_> = (0..3).map(record).collect();
+    expected.push(record(7));
+    assert_eq!(recover(dir.path()).unwrap(), expected);
+}
+
+/// The same damage to a group that later records say was synced is
+/// corruption.
+#[test]
+fn a_damaged_group_followed_by_a_synced_one_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let ends = write_records(dir.path(), 4);
+    let segment = segments(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[ends[1] as usize..ends[1] as usize + 20].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    match recover(dir.path()) {
+        Err(PersistenceError::Corrupted { offset, reason, .. }) => {
+            assert_eq!(offset, ends[1]);
+            assert!(reason.contains("synced"), "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+/// Segments of the earlier format (version 1: `len | crc32c | payload`
+/// records up to the end of the file) are still read; new records go to a
+/// new segment.
+#[test]
+fn version_1_segments_are_read_and_continued_in_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+    let mut bytes = b"RABIAWAL".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    for slot in 0..3 {
+        let payload = bincode::serialize(&record(slot)).unwrap();
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    // A torn fourth record.
+    bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    let old = dir.path().join("wal").join(format!("{:020}.wal", 0));
+    std::fs::write(&old, &bytes).unwrap();
+    block_on(async {
+        let mut store = open(dir.path());
+        let recovered = store.recover().await.unwrap();
+        assert_eq!(recovered.records, (0..3).map(record).collect::<Vec<_>>());
+        assert_eq!(store.torn_bytes(), 6);
+        store.append(&[record(3)]).await.unwrap();
+    });
+    assert_eq!(segments(dir.path()).len(), 2, "a new segment for writing");
+    assert_eq!(
+        std::fs::metadata(&old).unwrap().len(),
+        bytes.len() as u64 - 6
+    );
+    assert_eq!(
+        recover(dir.path()).unwrap(),
+        (0..4).map(record).collect::<Vec<_>>()
+    );
 }
 
 fn snapshot(slot: u64) -> Snapshot {
@@ -223,7 +318,8 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let ends = write_records(dir.path(), n);
         let segment = segments(dir.path())[0].clone();
-        let full = std::fs::read(&segment).unwrap();
+        let mut full = std::fs::read(&segment).unwrap();
+        full.truncate(*ends.last().unwrap() as usize);
         let cut = 16 + ((full.len() - 16) as f64 * cut_fraction) as usize;
         let mut image = full[..cut].to_vec();
         image.extend_from_slice(&garbage);

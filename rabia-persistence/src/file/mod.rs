@@ -20,6 +20,7 @@
 
 mod snapshot;
 mod wal;
+mod wal_scan;
 
 use crate::error::PersistenceError;
 use crate::persistence::{Persistence, Recovered};
@@ -119,7 +120,8 @@ impl FilePersistence {
         &self.dir
     }
 
-    /// Bytes of torn records cut from the log at the last recovery.
+    /// Bytes of torn records removed from the end of the log at the last
+    /// recovery.
     pub fn torn_bytes(&self) -> u64 {
         self.torn_bytes
     }
@@ -127,6 +129,13 @@ impl FilePersistence {
     /// Number of log segment files.
     pub fn segment_count(&self) -> usize {
         self.wal.as_ref().map_or(0, Wal::segment_count)
+    }
+
+    /// Bytes of data (header and records) in the log segment being
+    /// written; 0 before [`Persistence::recover`]. The segment's file is
+    /// longer: the space ahead of the data is zero-filled in advance.
+    pub fn current_segment_data_len(&self) -> u64 {
+        self.wal.as_ref().map_or(0, Wal::current_data_len)
     }
 
     fn next_incarnation(&self) -> Result<u64, PersistenceError> {

@@ -1,35 +1,49 @@
 //! The segmented write-ahead log.
 //!
 //! ```text
-//!  wal/00000000000000000000.wal   segment: header, then records
-//!  ┌──────────────────────────────┐
-//!  │ "RABIAWAL" | version u32 | 0 │  16-byte header
-//!  ├──────────────────────────────┤
-//!  │ len u32 | crc32c u32 | bytes │  one record: bincode(PersistRecord)
-//!  │ len u32 | crc32c u32 | bytes │
-//!  └──────────────────────────────┘
+//!  wal/00000000000000000000.wal   segment: header, records, zeros
+//!  ┌──────────────────────────────────────────────┐
+//!  │ "RABIAWAL" | version u32 = 2 | 0              │  16-byte header
+//!  ├──────────────────────────────────────────────┤
+//!  │ len u32 | crc32c u32 | synced_through u64 | … │  one record: bincode(PersistRecord)
+//!  │ len u32 | crc32c u32 | synced_through u64 | … │
+//!  ├──────────────────────────────────────────────┤
+//!  │ 0 0 0 0 …                                     │  zero-filled space ahead
+//!  └──────────────────────────────────────────────┘
 //! ```
 //!
 //! A segment is named after the sequence number of its first record. Records
 //! are appended in groups with one `fdatasync` per group (group commit).
-//! Recovery scans every segment; a record cut short by a crash at the end of
-//! the last segment (a torn tail) is truncated away, anything else that fails
-//! verification is a fatal [`PersistenceError::Corrupted`].
+//!
+//! **Zero-filled space ahead.** The file is extended with written zeros
+//! (about a MiB at a time, in the same sync as a group) before records reach
+//! that space, so the common `fdatasync` overwrites blocks that already
+//! exist and need no metadata update: on ext4 here that is about a third
+//! cheaper than appending (139 µs against 199 µs per 4 KiB sync alone; 280
+//! µs against 380 µs with three replicas syncing at once). Preallocation
+//! with `fallocate` does not help: its unwritten extents are metadata too.
+//!
+//! Each record carries `synced_through`, the offset up to which the segment
+//! was durable when the record was written, so recovery can tell a torn
+//! tail (records after the last sync, whose sectors may have reached the
+//! disk in any order) from damage to synced records: see `wal_scan`.
+//! Segments written by earlier builds (version 1, no preallocation) are
+//! still read; a new segment is started for writing after one.
 
+use super::wal_scan::{
+    record_crc, scan_segment, HEADER_LEN, RECORD_BYTES_MAX, RECORD_HEADER_LEN, WAL_MAGIC,
+    WAL_VERSION,
+};
 use crate::error::PersistenceError;
 use rabia_core::protocol::PersistRecord;
 use rabia_core::Slot;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Segment header magic.
-pub(crate) const WAL_MAGIC: &[u8; 8] = b"RABIAWAL";
-/// Current WAL format version.
-pub(crate) const WAL_VERSION: u32 = 1;
-const HEADER_LEN: u64 = 16;
-/// A record longer than this is corruption, not data.
-pub(crate) const RECORD_BYTES_MAX: u32 = 64 << 20;
+/// Zeros written ahead of the data at most this much at a time.
+const ZERO_AHEAD_BYTES_MAX: u64 = 1 << 20;
 
 pub(crate) fn io_error(path: &Path, source: std::io::Error) -> PersistenceError {
     PersistenceError::Io {
@@ -50,7 +64,7 @@ struct Segment {
     path: PathBuf,
     /// Highest slot of any record in the segment.
     max_slot: Option<Slot>,
-    /// Bytes in the segment, header included.
+    /// Bytes of data in the segment, header included.
     len: u64,
 }
 
@@ -58,7 +72,8 @@ struct Segment {
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     pub(crate) records: Vec<PersistRecord>,
-    /// Bytes cut from the end of the last segment (a torn tail).
+    /// Bytes of a torn tail found after the data of the last segment (and
+    /// zeroed or cut away).
     pub(crate) torn_bytes: u64,
 }
 
@@ -70,6 +85,11 @@ pub(crate) struct Wal {
     current: Option<File>,
     next_seq: u64,
     segment_bytes_max: u64,
+    /// Bytes of the current segment's file: everything from the data's end
+    /// to here is written zeros.
+    allocated: u64,
+    /// Offset of the current segment up to which it is durable.
+    synced_through: u64,
     buffer: Vec<u8>,
 }
 
@@ -101,9 +121,12 @@ impl Wal {
             current: None,
             next_seq: 0,
             segment_bytes_max: segment_bytes_max.max(HEADER_LEN + 1),
+            allocated: 0,
+            synced_through: 0,
             buffer: Vec::new(),
         };
         let mut scan = Scan::default();
+        let mut last_is_current_format = false;
         let count = names.len();
         for (i, (first_seq, path)) in names.into_iter().enumerate() {
             let is_last = i + 1 == count;
@@ -119,22 +142,10 @@ impl Wal {
                 wal.next_seq = wal.next_seq.max(first_seq);
                 continue;
             }
-            if found.valid_len < bytes.len() as u64 {
-                // Torn tail of the last segment: cut it off durably.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| io_error(&path, e))?;
-                file.set_len(found.valid_len)
-                    .map_err(|e| io_error(&path, e))?;
-                file.sync_all().map_err(|e| io_error(&path, e))?;
-                scan.torn_bytes += bytes.len() as u64 - found.valid_len;
-                tracing::warn!(
-                    path = %path.display(),
-                    offset = found.valid_len,
-                    cut = bytes.len() as u64 - found.valid_len,
-                    "truncated a torn record at the end of the write-ahead log"
-                );
+            if is_last {
+                wal.repair_tail(&path, &found, bytes.len() as u64)?;
+                scan.torn_bytes = found.torn_bytes;
+                last_is_current_format = found.version == WAL_VERSION;
             }
             wal.next_seq = first_seq + found.records.len() as u64;
             let max_slot = found.records.iter().map(PersistRecord::slot).max();
@@ -146,31 +157,78 @@ impl Wal {
             });
         }
         match wal.segments.last() {
-            Some(last) => {
+            Some(last) if last_is_current_format => {
                 let path = last.path.clone();
                 let file = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(&path)
                     .map_err(|e| io_error(&path, e))?;
+                // What was read back may still be only in the page cache
+                // (a process crash): make it durable before new records
+                // claim it is.
+                file.sync_data().map_err(|e| io_error(&path, e))?;
+                wal.allocated = file.metadata().map_err(|e| io_error(&path, e))?.len();
+                wal.synced_through = last.len;
                 wal.current = Some(file);
             }
-            None => wal.start_segment()?,
+            // No segment, or one of an earlier format: write a new one.
+            _ => wal.start_segment()?,
         }
         Ok((wal, scan))
     }
 
+    /// Removes what a torn write left after the data of the last segment,
+    /// durably, so that later records are not followed by stale bytes.
+    fn repair_tail(
+        &self,
+        path: &Path,
+        found: &super::wal_scan::SegmentScan,
+        file_len: u64,
+    ) -> Result<(), PersistenceError> {
+        if found.torn_bytes == 0 {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        if found.version == WAL_VERSION {
+            let zeros = vec![0u8; found.torn_bytes as usize];
+            file.write_all_at(&zeros, found.valid_len)
+                .map_err(|e| io_error(path, e))?;
+        } else {
+            file.set_len(found.valid_len)
+                .map_err(|e| io_error(path, e))?;
+        }
+        file.sync_all().map_err(|e| io_error(path, e))?;
+        tracing::warn!(
+            path = %path.display(),
+            offset = found.valid_len,
+            cut = found.torn_bytes,
+            file_len,
+            "removed a torn record at the end of the write-ahead log"
+        );
+        Ok(())
+    }
+
+    /// How many zero bytes to keep written ahead of the data.
+    fn zero_ahead(&self) -> u64 {
+        self.segment_bytes_max.clamp(4096, ZERO_AHEAD_BYTES_MAX)
+    }
+
     fn start_segment(&mut self) -> Result<(), PersistenceError> {
         let path = self.dir.join(format!("{:020}.wal", self.next_seq));
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        let mut header = Vec::with_capacity(HEADER_LEN as usize);
-        header.extend_from_slice(WAL_MAGIC);
-        header.extend_from_slice(&WAL_VERSION.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        file.write_all(&header).map_err(|e| io_error(&path, e))?;
+        let allocated = HEADER_LEN + self.zero_ahead();
+        let mut head = vec![0u8; allocated as usize];
+        head[..8].copy_from_slice(WAL_MAGIC);
+        head[8..12].copy_from_slice(&WAL_VERSION.to_le_bytes());
+        file.write_all_at(&head, 0)
+            .map_err(|e| io_error(&path, e))?;
         file.sync_all().map_err(|e| io_error(&path, e))?;
         sync_dir(&self.dir)?;
         self.segments.push(Segment {
@@ -179,6 +237,8 @@ impl Wal {
             len: HEADER_LEN,
         });
         self.current = Some(file);
+        self.allocated = allocated;
+        self.synced_through = HEADER_LEN;
         Ok(())
     }
 
@@ -193,25 +253,38 @@ impl Wal {
             })?;
             let len = u32::try_from(payload.len())
                 .ok()
-                .filter(|len| *len <= RECORD_BYTES_MAX)
+                .filter(|len| *len > 0 && *len <= RECORD_BYTES_MAX)
                 .ok_or_else(|| PersistenceError::Encode {
                     what: "write-ahead log record",
                     reason: format!("record of {} bytes is too large", payload.len()),
                 })?;
+            self.buffer.reserve(RECORD_HEADER_LEN + payload.len());
             self.buffer.extend_from_slice(&len.to_le_bytes());
             self.buffer
-                .extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+                .extend_from_slice(&record_crc(self.synced_through, &payload).to_le_bytes());
+            self.buffer
+                .extend_from_slice(&self.synced_through.to_le_bytes());
             self.buffer.extend_from_slice(&payload);
             max_slot = max_slot.max(Some(record.slot()));
         }
-        let (Some(file), Some(segment)) = (self.current.as_mut(), self.segments.last_mut()) else {
+        let zero_ahead = self.zero_ahead();
+        let (Some(file), Some(segment)) = (self.current.as_ref(), self.segments.last_mut()) else {
             return Err(PersistenceError::Unavailable {
                 reason: "write-ahead log is not open".into(),
             });
         };
-        file.write_all(&self.buffer)
+        let end = segment.len + self.buffer.len() as u64;
+        if end > self.allocated {
+            // Extend the zero-filled space; the same sync makes it durable.
+            let from = self.allocated.max(end);
+            let zeros = vec![0u8; zero_ahead as usize];
+            file.write_all_at(&zeros, from)
+                .map_err(|e| io_error(&segment.path, e))?;
+            self.allocated = from + zero_ahead;
+        }
+        file.write_all_at(&self.buffer, segment.len)
             .map_err(|e| io_error(&segment.path, e))?;
-        segment.len += self.buffer.len() as u64;
+        segment.len = end;
         segment.max_slot = segment.max_slot.max(max_slot);
         self.next_seq += records.len() as u64;
         Ok(())
@@ -224,12 +297,18 @@ impl Wal {
             return Ok(());
         };
         file.sync_data().map_err(|e| io_error(&segment.path, e))?;
+        self.synced_through = segment.len;
         if segment.len >= self.segment_bytes_max {
             self.start_segment()?;
         }
         Ok(())
     }
 
+    /// Bytes of data in the segment being written (its file is longer: the
+    /// space ahead is zero-filled in advance).
+    pub(crate) fn current_data_len(&self) -> u64 {
+        self.segments.last().map_or(0, |s| s.len)
+    }
     /// Deletes whole segments whose records are all below `slot` (never the
     /// segment being written).
     pub(crate) fn truncate_before(&mut self, slot: Slot) -> Result<usize, PersistenceError> {
@@ -253,99 +332,4 @@ impl Wal {
     pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
     }
-}
-
-struct SegmentScan {
-    records: Vec<PersistRecord>,
-    valid_len: u64,
-}
-
-/// Verifies one segment. A bad or short record is a torn tail only at the
-/// very end of the last segment; anywhere else it is corruption.
-fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<SegmentScan, PersistenceError> {
-    let corrupted = |offset: u64, reason: String| PersistenceError::Corrupted {
-        path: path.to_path_buf(),
-        offset,
-        reason,
-    };
-    if bytes.len() < HEADER_LEN as usize {
-        if is_last {
-            // A crash while creating the segment: nothing in it was durable.
-            return Ok(SegmentScan {
-                records: Vec::new(),
-                valid_len: 0,
-            });
-        }
-        return Err(corrupted(0, "segment shorter than its header".into()));
-    }
-    if &bytes[..8] != WAL_MAGIC {
-        return Err(corrupted(
-            0,
-            "not a write-ahead log segment (bad magic)".into(),
-        ));
-    }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != WAL_VERSION {
-        return Err(corrupted(
-            8,
-            format!("unsupported format version {version} (this build reads {WAL_VERSION})"),
-        ));
-    }
-    let mut records = Vec::new();
-    let mut offset = HEADER_LEN as usize;
-    while offset < bytes.len() {
-        let start = offset as u64;
-        let torn = |reason: &str| -> Result<SegmentScan, PersistenceError> {
-            Err(corrupted(start, reason.to_string()))
-        };
-        let Some(head) = bytes.get(offset..offset + 8) else {
-            if is_last {
-                break; // torn length/crc prefix
-            }
-            return torn("record header cut short in the middle of the log");
-        };
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > RECORD_BYTES_MAX {
-            if is_last && !valid_record_follows(bytes, offset + 8) {
-                break;
-            }
-            return torn(&format!("record length {len} exceeds the maximum"));
-        }
-        let end = offset + 8 + len as usize;
-        let Some(payload) = bytes.get(offset + 8..end) else {
-            if is_last {
-                break; // torn payload
-            }
-            return torn("record cut short in the middle of the log");
-        };
-        if crc32c::crc32c(payload) != crc {
-            if is_last && end == bytes.len() {
-                break; // the last record was being written when the crash came
-            }
-            return torn("checksum mismatch");
-        }
-        let record: PersistRecord = bincode::deserialize(payload)
-            .map_err(|e| corrupted(start, format!("undecodable record: {e}")))?;
-        records.push(record);
-        offset = end;
-    }
-    Ok(SegmentScan {
-        records,
-        valid_len: offset as u64,
-    })
-}
-
-/// Whether any complete, checksummed record starts at or after `from`
-/// (used to tell a torn tail from garbage in the middle).
-fn valid_record_follows(bytes: &[u8], from: usize) -> bool {
-    (from..bytes.len().saturating_sub(8)).any(|at| {
-        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        len > 0
-            && len <= RECORD_BYTES_MAX
-            && bytes
-                .get(at + 8..at + 8 + len as usize)
-                .is_some_and(|p| crc32c::crc32c(p) == crc)
-    })
 }
