@@ -216,11 +216,21 @@ impl Connection {
             }
             .boxed();
         }
-        let data = Command {
+        let data = match (Command {
             now_ms: now_ms(),
             op,
-        }
-        .encode();
+        })
+        .encode()
+        {
+            Ok(data) => data,
+            Err(e) => {
+                let mut out = Vec::new();
+                for _ in 0..count {
+                    Value::err(format!("command too large to replicate: {e}")).encode(&mut out);
+                }
+                return async move { out }.boxed();
+            }
+        };
         // Reads need no exactly-once tag; writes get one.
         let operation = if read_only {
             Operation::new(data)

@@ -490,15 +490,10 @@ impl Replica {
             .unwrap_or(false)
     }
 
-    /// Whether a batch submitted now would be proposed at once: no slot is
-    /// in flight and none of this replica's own batches is waiting. While
-    /// this is false the engine accumulates submissions into one larger
-    /// batch (adaptive batching: one own batch pending at a time).
-    pub fn can_propose_now(&self) -> bool {
-        !self.slot_in_flight() && self.pending.count_of(self.me) == 0
-    }
-
     /// How many of this replica's own batches are waiting to be decided.
+    /// The engine proposes a submission at once when this is 0 and
+    /// otherwise accumulates submissions into one larger batch (adaptive
+    /// batching: one own batch pending at a time).
     pub fn own_pending(&self) -> usize {
         self.pending.count_of(self.me)
     }
