@@ -17,15 +17,12 @@ fn ids(n: u64) -> Vec<NodeId> {
 }
 
 fn replica(me: u64, n: u64, recovered: RecoveredState) -> Replica {
+    replica_with(ReplicaConfig::default(), me, n, recovered)
+}
+
+fn replica_with(config: ReplicaConfig, me: u64, n: u64, recovered: RecoveredState) -> Replica {
     let cluster = ClusterConfig::try_new(NodeId::from_u64(me), ids(n)).unwrap();
-    Replica::new(
-        ReplicaConfig::default(),
-        cluster,
-        recovered,
-        Instant::ZERO,
-        me,
-    )
-    .unwrap()
+    Replica::new(config, cluster, recovered, Instant::ZERO, me).unwrap()
 }
 
 fn op(text: &str) -> Vec<Operation> {
@@ -48,10 +45,14 @@ struct Net {
 
 impl Net {
     fn new(n: u64) -> Net {
+        Net::with_config(n, ReplicaConfig::default())
+    }
+
+    fn with_config(n: u64, config: ReplicaConfig) -> Net {
         Net {
             ids: ids(n),
             replicas: (1..=n)
-                .map(|i| replica(i, n, RecoveredState::fresh(0)))
+                .map(|i| replica_with(config.clone(), i, n, RecoveredState::fresh(0)))
                 .collect(),
             inbox: VecDeque::new(),
             delivered: vec![Vec::new(); n as usize],
@@ -503,4 +504,48 @@ fn a_peer_batch_above_this_nodes_own_limits_is_accepted() {
         r.submit(Instant::ZERO, 2, vec![Operation::new(vec![1]); 3]),
         Err(SubmitError::InvalidBatch { .. })
     ));
+}
+
+#[test]
+fn decided_values_kept_for_laggards_are_bounded_in_bytes() {
+    let config = ReplicaConfig {
+        slot_window: 4,
+        decided_retention_bytes: 1 << 20,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    let big = 64 << 10;
+    for i in 0..40u8 {
+        let ops = vec![Operation::new(vec![i; big])];
+        net.replicas[0]
+            .submit(net.now, 10 + u64::from(i), ops)
+            .unwrap();
+        net.settle();
+    }
+    let replica = &net.replicas[1];
+    assert_eq!(replica.next_slot(), Slot(40));
+    let kept: Vec<u64> = (0..40)
+        .filter(|s| replica.decided_value(Slot(*s)).is_some())
+        .collect();
+    // Each value is a little over 64 KiB: 15 fit in 1 MiB, the newest ones.
+    assert_eq!(kept, (25..40).collect::<Vec<u64>>());
+    // The count bound still applies, and the last `slot_window` stay
+    // whatever their size.
+    let config = ReplicaConfig {
+        slot_window: 4,
+        decided_retention_bytes: 1,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    for i in 0..10u8 {
+        let ops = vec![Operation::new(vec![i; big])];
+        net.replicas[0]
+            .submit(net.now, 10 + u64::from(i), ops)
+            .unwrap();
+        net.settle();
+    }
+    let kept = (0..10)
+        .filter(|s| net.replicas[1].decided_value(Slot(*s)).is_some())
+        .count();
+    assert_eq!(kept, 4);
 }

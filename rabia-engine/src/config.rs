@@ -54,6 +54,10 @@ pub struct RabiaConfig {
     /// Decided values kept in memory to answer lagging peers; a peer further
     /// behind fetches a snapshot instead. At least 64.
     pub max_retained_decisions: u64,
+    /// Most bytes (encoded) of decided values kept in memory to answer
+    /// lagging peers, whichever of this and `max_retained_decisions` is
+    /// reached first; the last 64 are kept whatever their size.
+    pub max_retained_decision_bytes: usize,
     /// Size of the pieces a snapshot is sent to a peer in.
     pub snapshot_chunk_bytes: usize,
     /// Largest snapshot this replica accepts from a peer.
@@ -81,6 +85,7 @@ impl Default for RabiaConfig {
             max_pending_batches: 4096,
             max_queued_operations: 65_536,
             max_retained_decisions: 100_000,
+            max_retained_decision_bytes: 64 << 20,
             snapshot_chunk_bytes: 1 << 20,
             max_snapshot_bytes: 1 << 30,
             session_window: 64,
@@ -157,6 +162,7 @@ impl RabiaConfig {
             retransmit_interval: self.retransmit_interval,
             heartbeat_interval: self.heartbeat_interval,
             decided_retention: self.max_retained_decisions,
+            decided_retention_bytes: self.max_retained_decision_bytes,
             // Accept what any peer may send (its chunk size may differ from
             // ours); `snapshot_chunk_bytes` only sizes the chunks we send.
             snapshot_chunk_bytes_max: rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2,

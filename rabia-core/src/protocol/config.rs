@@ -24,6 +24,11 @@ pub struct ReplicaConfig {
     /// How many decided slots are kept in memory to answer laggards. A
     /// replica further behind than this fetches a snapshot instead.
     pub decided_retention: u64,
+    /// Most encoded bytes of decided batches kept in memory to answer
+    /// laggards (older decisions are dropped first; the last `slot_window`
+    /// decisions are kept whatever their size). Bounds memory when batches
+    /// are large, where a count alone does not.
+    pub decided_retention_bytes: usize,
     /// Largest snapshot chunk accepted from a peer.
     pub snapshot_chunk_bytes_max: usize,
     /// Maximum decided values in one catch-up reply.
@@ -54,6 +59,7 @@ impl Default for ReplicaConfig {
             slot_window: 64,
             phase_window: 32,
             decided_retention: 100_000,
+            decided_retention_bytes: 64 << 20,
             snapshot_chunk_bytes_max: 4 << 20,
             catch_up_batch_max: 256,
             catch_up_bytes_max: 8 << 20,
@@ -77,6 +83,10 @@ impl ReplicaConfig {
         positive("slot_window", self.slot_window)?;
         positive("phase_window", u64::from(self.phase_window))?;
         positive("decided_retention", self.decided_retention)?;
+        positive(
+            "decided_retention_bytes",
+            self.decided_retention_bytes as u64,
+        )?;
         positive("catch_up_batch_max", self.catch_up_batch_max as u64)?;
         positive("catch_up_bytes_max", self.catch_up_bytes_max as u64)?;
         let frame = crate::protocol::wire::DEFAULT_FRAME_BYTES_MAX;

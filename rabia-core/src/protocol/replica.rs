@@ -88,6 +88,8 @@ pub struct Replica {
     /// Each entry: the value, when this replica learned it, and the phase in
     /// which it decided by its own rounds (phase 0: learned from a peer).
     log: BTreeMap<Slot, (SlotValue, Instant, Phase)>,
+    /// Encoded bytes of the batches in `log`.
+    log_bytes: usize,
     /// Last issued persist token (0: none yet).
     last_token: u64,
     /// Highest token reported durable.
@@ -148,6 +150,7 @@ impl Replica {
             slots: BTreeMap::new(),
             decided_ahead: BTreeMap::new(),
             log: BTreeMap::new(),
+            log_bytes: 0,
             last_token: 0,
             durable_token: 0,
             held: VecDeque::new(),
@@ -524,6 +527,7 @@ impl Replica {
         self.slots = self.slots.split_off(&base_slot);
         self.decided_ahead = self.decided_ahead.split_off(&base_slot);
         self.log.clear();
+        self.log_bytes = 0;
         let filter = &self.filter;
         let stale: Vec<_> = self
             .pending
@@ -1064,9 +1068,17 @@ impl Replica {
             DecisionSource::Protocol(phase) => phase,
             DecisionSource::Adopted | DecisionSource::Recovered => Phase::EXCHANGE,
         };
-        self.log.insert(slot, (value.clone(), now, decided_phase));
-        while self.log.len() as u64 > self.config.decided_retention {
-            self.log.pop_first();
+        self.log_bytes += value_bytes(&value);
+        if let Some((old, _, _)) = self.log.insert(slot, (value.clone(), now, decided_phase)) {
+            self.log_bytes -= value_bytes(&old);
+        }
+        while self.log.len() as u64 > self.config.decided_retention
+            || (self.log_bytes > self.config.decided_retention_bytes
+                && self.log.len() as u64 > self.config.slot_window)
+        {
+            if let Some((_, (old, _, _))) = self.log.pop_first() {
+                self.log_bytes -= value_bytes(&old);
+            }
         }
         let delivery = Action::Deliver(Delivery { slot, outcome });
         if source == DecisionSource::Recovered {
@@ -1322,6 +1334,14 @@ impl Replica {
             return true;
         }
         false
+    }
+}
+
+/// Encoded bytes a decided value keeps in memory (⊥ counts as nothing).
+fn value_bytes(value: &SlotValue) -> usize {
+    match value {
+        SlotValue::Null => 0,
+        SlotValue::Batch(batch) => batch.encoded_len(),
     }
 }
 
