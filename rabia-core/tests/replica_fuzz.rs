@@ -95,7 +95,8 @@ fn message() -> impl Strategy<Value = Message> {
                     compacted_below,
                 }
             }),
-        slot().prop_map(|next_slot| Message::Heartbeat { next_slot }),
+        (slot(), any::<bool>())
+            .prop_map(|(next_slot, learner)| Message::Heartbeat { next_slot, learner }),
         Just(Message::SnapshotRequest),
         (
             slot(),

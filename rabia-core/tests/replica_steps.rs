@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rabia_core::protocol::{
-    Action, Bit, Delivery, DeliveryOutcome, Envelope, Message, PersistRecord, PersistToken,
-    RecoveredState, Replica, ReplicaConfig, VoteValue,
+    Action, Bit, Delivery, DeliveryOutcome, EmptyStore, Envelope, Message, PersistRecord,
+    PersistToken, RecoveredState, Replica, ReplicaConfig, VoteValue,
 };
 use rabia_core::time::Instant;
 use rabia_core::{ClusterConfig, Epoch, NodeId, Operation, Phase, Slot, SlotValue, SubmitError};
@@ -23,6 +23,17 @@ fn replica(me: u64, n: u64, recovered: RecoveredState) -> Replica {
 fn replica_with(config: ReplicaConfig, me: u64, n: u64, recovered: RecoveredState) -> Replica {
     let cluster = ClusterConfig::try_new(NodeId::from_u64(me), ids(n)).unwrap();
     Replica::new(config, cluster, recovered, Instant::ZERO, me).unwrap()
+}
+
+/// A replica whose store shows it has taken part from slot 0 on (not a
+/// learner: see the fresh store guard tests at the end).
+fn member() -> RecoveredState {
+    RecoveredState {
+        records: vec![PersistRecord::Learner {
+            participate_from: Some(Slot::ZERO),
+        }],
+        ..RecoveredState::fresh(0)
+    }
 }
 
 fn op(text: &str) -> Vec<Operation> {
@@ -52,7 +63,7 @@ impl Net {
         Net {
             ids: ids(n),
             replicas: (1..=n)
-                .map(|i| replica_with(config.clone(), i, n, RecoveredState::fresh(0)))
+                .map(|i| replica_with(config.clone(), i, n, member()))
                 .collect(),
             inbox: VecDeque::new(),
             delivered: vec![Vec::new(); n as usize],
@@ -317,7 +328,7 @@ fn stale_messages_are_answered_with_the_decision() {
 
 #[test]
 fn invalid_input_is_dropped_and_counted() {
-    let mut r = replica(1, 3, RecoveredState::fresh(0));
+    let mut r = replica(1, 3, member());
     let from = NodeId::from_u64(2);
     let state = |phase| Message::State {
         slot: Slot(0),
@@ -366,7 +377,7 @@ fn overload_hands_the_operations_back() {
         batch_operations_max: 2,
         ..ReplicaConfig::default()
     };
-    let mut r = Replica::new(config, cluster, RecoveredState::fresh(0), Instant::ZERO, 1).unwrap();
+    let mut r = Replica::new(config, cluster, member(), Instant::ZERO, 1).unwrap();
     // A quarter of the queue is reserved for peers' batches.
     r.submit(Instant::ZERO, 1, op("a")).unwrap();
     r.submit(Instant::ZERO, 2, op("b")).unwrap();
@@ -477,7 +488,7 @@ fn a_peer_batch_above_this_nodes_own_limits_is_accepted() {
         batch_operations_max: 2,
         ..ReplicaConfig::default()
     };
-    let mut r = Replica::new(config, cluster, RecoveredState::fresh(0), Instant::ZERO, 1).unwrap();
+    let mut r = Replica::new(config, cluster, member(), Instant::ZERO, 1).unwrap();
     let peer = NodeId::from_u64(2);
     let batch = std::sync::Arc::new(rabia_core::Batch {
         id: rabia_core::BatchId {
@@ -548,4 +559,117 @@ fn decided_values_kept_for_laggards_are_bounded_in_bytes() {
         .filter(|s| net.replicas[1].decided_value(Slot(*s)).is_some())
         .count();
     assert_eq!(kept, 4);
+}
+
+/// The fresh store guard: a replica back with an empty store under a used
+/// id sends no Proposal, State or Vote for any slot its forgotten
+/// predecessor may have spoken in (up to one past the furthest first
+/// undecided slot its peers report), learns those slots from its peers,
+/// and then takes part again.
+#[test]
+fn a_replica_back_with_an_empty_store_learns_before_it_takes_part() {
+    let mut net = Net::new(3);
+    for i in 0..3 {
+        net.replicas[i % 3]
+            .submit(net.now, 10 + i as u64, op(&format!("a{i}")))
+            .unwrap();
+        net.settle();
+    }
+    assert_eq!(net.replicas[2].next_slot(), Slot(3));
+    assert!(!net.replicas[2].is_learner());
+    // Replica 3 loses its store and comes back under the same id.
+    let rejoin = ReplicaConfig {
+        empty_store: EmptyStore::Rejoin,
+        ..ReplicaConfig::default()
+    };
+    net.replicas[2] = replica_with(rejoin, 3, 3, RecoveredState::fresh(7));
+    net.persisted[2].clear();
+    net.delivered[2].clear();
+    assert!(net.replicas[2].is_learner());
+    net.settle();
+    // It heard where the others are: it takes part from 3 + 2 on.
+    assert_eq!(net.replicas[2].participate_from(), Some(Slot(5)));
+    // Its own submission is forwarded, not proposed, while it learns.
+    net.replicas[2].submit(net.now, 50, op("b0")).unwrap();
+    net.settle();
+    for i in 1..4 {
+        net.replicas[i % 2]
+            .submit(net.now, 60 + i as u64, op(&format!("b{i}")))
+            .unwrap();
+        net.settle();
+        net.tick(Duration::from_millis(250));
+    }
+    net.tick(Duration::from_millis(250));
+    assert!(!net.replicas[2].is_learner());
+    assert!(net.replicas[2].next_slot() >= Slot(7));
+    let sent: Vec<Slot> = net.persisted[2]
+        .iter()
+        .filter_map(|r| match r {
+            PersistRecord::Sent { slot, .. } => Some(*slot),
+            _ => None,
+        })
+        .collect();
+    assert!(!sent.is_empty(), "it takes part again");
+    assert!(
+        sent.iter().all(|slot| *slot >= Slot(5)),
+        "sent for a slot its predecessor may have used: {sent:?}"
+    );
+    // It learned every slot, the first five without taking part.
+    let first = net.applied_batches(0);
+    let mine = net.applied_batches(2);
+    assert_eq!(&first[..mine.len()], &mine[..]);
+    assert!(mine.len() >= 7);
+    // Its first record made it a learner across restarts.
+    assert_eq!(
+        net.persisted[2].first(),
+        Some(&PersistRecord::Learner {
+            participate_from: None
+        })
+    );
+}
+
+/// A learner that restarts before it resolved stays a learner, though its
+/// store is no longer empty.
+#[test]
+fn a_learner_that_restarts_stays_a_learner() {
+    let recovered = RecoveredState {
+        records: vec![PersistRecord::Learner {
+            participate_from: None,
+        }],
+        ..RecoveredState::fresh(3)
+    };
+    let alone = replica(1, 3, recovered);
+    assert!(alone.is_learner());
+    assert_eq!(alone.participate_from(), None);
+}
+
+/// A brand-new cluster of empty stores (the default, `Bootstrap`) takes
+/// part at once; started as replacements (`Rejoin`) they would wait for
+/// participating peers that do not exist, which is why rejoining is an
+/// explicit choice.
+#[test]
+fn empty_stores_bootstrap_by_default_and_wait_when_rejoining() {
+    let mut net = Net::new(3);
+    for i in 0..3 {
+        net.replicas[i] = replica(i as u64 + 1, 3, RecoveredState::fresh(1));
+    }
+    assert!(!net.replicas.iter().any(Replica::is_learner));
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.applied_batches(i), vec![Some("x".to_string())]);
+    }
+    let rejoin = ReplicaConfig {
+        empty_store: EmptyStore::Rejoin,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::new(3);
+    for i in 0..3 {
+        net.replicas[i] = replica_with(rejoin.clone(), i as u64 + 1, 3, RecoveredState::fresh(1));
+    }
+    net.replicas[0].submit(net.now, 10, op("y")).unwrap();
+    net.settle();
+    net.tick(Duration::from_secs(1));
+    assert!(net.replicas.iter().all(Replica::is_learner));
+    assert!(net.applied_batches(0).is_empty());
 }

@@ -1,7 +1,7 @@
 //! `RabiaConfig`: the engine's settings, with the developer guide's field
 //! names, safe defaults and validation.
 
-use rabia_core::protocol::ReplicaConfig;
+use rabia_core::protocol::{EmptyStore, ReplicaConfig};
 use rabia_core::ConfigError;
 use std::time::Duration;
 
@@ -58,6 +58,12 @@ pub struct RabiaConfig {
     /// lagging peers, whichever of this and `max_retained_decisions` is
     /// reached first; the last 64 are kept whatever their size.
     pub max_retained_decision_bytes: usize,
+    /// What starting with an empty store means: a member of a new cluster
+    /// ([`EmptyStore::Bootstrap`], the default, takes part at once) or a
+    /// replacement for a node that lost its store under the same id
+    /// ([`EmptyStore::Rejoin`]: it learns how far its predecessor may have
+    /// gone before it takes part). Has no effect on a store with data.
+    pub empty_store: EmptyStore,
     /// Size of the pieces a snapshot is sent to a peer in.
     pub snapshot_chunk_bytes: usize,
     /// Largest snapshot this replica accepts from a peer.
@@ -86,6 +92,7 @@ impl Default for RabiaConfig {
             max_queued_operations: 65_536,
             max_retained_decisions: 100_000,
             max_retained_decision_bytes: 64 << 20,
+            empty_store: EmptyStore::Bootstrap,
             snapshot_chunk_bytes: 1 << 20,
             max_snapshot_bytes: 1 << 30,
             session_window: 64,
@@ -163,6 +170,7 @@ impl RabiaConfig {
             heartbeat_interval: self.heartbeat_interval,
             decided_retention: self.max_retained_decisions,
             decided_retention_bytes: self.max_retained_decision_bytes,
+            empty_store: self.empty_store,
             // Accept what any peer may send (its chunk size may differ from
             // ours); `snapshot_chunk_bytes` only sizes the chunks we send.
             snapshot_chunk_bytes_max: rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2,

@@ -739,6 +739,8 @@ impl Driver {
             running: stopped.is_none(),
             next_slot: self.replica.next_slot(),
             applied_slot: progress.next_slot,
+            learner: self.replica.is_learner(),
+            participate_from: self.replica.participate_from(),
             protocol: self.replica.metrics(),
             queued_operations: self.batcher.len() + self.requests.len(),
             batches_created: self.batches_created,

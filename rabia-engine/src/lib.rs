@@ -81,4 +81,5 @@ pub use config::RabiaConfig;
 pub use engine::{system_wall_clock, RabiaEngine, WallClock};
 pub use error::{EngineError, SubmitError};
 pub use handle::{EngineHandle, LocalReader, PendingReply, Session};
+pub use rabia_core::protocol::EmptyStore;
 pub use status::{EngineStatus, Histogram, LatencySummary, PeerStatus};

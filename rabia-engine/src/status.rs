@@ -127,6 +127,13 @@ pub struct EngineStatus {
     pub next_slot: Slot,
     /// First slot not yet applied here.
     pub applied_slot: Slot,
+    /// Started with an empty store as a replacement
+    /// ([`EmptyStore::Rejoin`](crate::EmptyStore::Rejoin)) and still
+    /// learning: it sends no votes until it reaches `participate_from`.
+    pub learner: bool,
+    /// The first slot this node takes part in, once known (0 for a node
+    /// that never was a learner).
+    pub participate_from: Option<Slot>,
     /// Protocol counters: decided and ⊥ slots, phases, fast path, drops.
     pub protocol: ReplicaMetrics,
     /// Operations waiting to be put into a batch.

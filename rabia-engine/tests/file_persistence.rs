@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use rabia_core::smr::{Operation, OperationResult, StateMachine};
 use rabia_core::{ClusterConfig, NodeId};
-use rabia_engine::{EngineError, EngineHandle, LocalReader, RabiaConfig, RabiaEngine};
+use rabia_engine::{EmptyStore, EngineError, EngineHandle, LocalReader, RabiaConfig, RabiaEngine};
 use rabia_network::InMemoryNetwork;
 use rabia_persistence::{FileOptions, FilePersistence};
 use std::path::{Path, PathBuf};
@@ -190,6 +190,75 @@ async fn a_brand_new_replica_joins_a_cluster_with_compacted_history() {
         .await
         .unwrap();
     assert_eq!(u64::from_le_bytes(reply.try_into().unwrap()), 102);
+    for node in &nodes[1..] {
+        node.handle.shutdown();
+    }
+}
+
+/// A replica whose data directory is lost comes back empty under the same
+/// id as a replacement (`EmptyStore::Rejoin`): it learns before it votes,
+/// starting at two past the furthest slot its peers report, and then takes
+/// part (the cluster serves with it and one other replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_data_rejoins_as_a_learner_first() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+    let network = InMemoryNetwork::new(10_000);
+    let config = RabiaConfig::default();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| start(ids[i], &ids, &paths[i], &network, config.clone()))
+        .collect();
+    for i in 0..30 {
+        nodes[i % 3]
+            .handle
+            .submit(Operation::new(vec![1]))
+            .await
+            .unwrap();
+    }
+    // Node 3 loses its disk.
+    nodes[2].handle.shutdown();
+    (&mut nodes[2].task).await.unwrap().unwrap();
+    std::fs::remove_dir_all(&paths[2]).unwrap();
+    let rejoin = RabiaConfig {
+        empty_store: EmptyStore::Rejoin,
+        ..config.clone()
+    };
+    nodes[2] = start(ids[2], &ids, &paths[2], &network, rejoin);
+    let mut watch = nodes[2].handle.status_watch();
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        watch.wait_for(|s| s.running && s.participate_from.is_some()),
+    )
+    .await
+    .expect("the replacement learns where its peers are")
+    .unwrap()
+    .clone();
+    let from = status.participate_from.unwrap();
+    assert!(from.0 >= 30 + 2, "takes part only past its peers: {from:?}");
+    // Its own submissions are decided by the others meanwhile.
+    for _ in 0..3 {
+        nodes[2]
+            .handle
+            .submit(Operation::new(vec![1]))
+            .await
+            .unwrap();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|s| !s.learner))
+        .await
+        .expect("it becomes a participant")
+        .unwrap()
+        .clone();
+    assert!(status.next_slot >= from);
+    // It now takes part: with node 1 down, nodes 2 and 3 still decide.
+    nodes[0].handle.shutdown();
+    (&mut nodes[0].task).await.unwrap().unwrap();
+    let reply = nodes[2]
+        .handle
+        .submit(Operation::new(vec![1]))
+        .await
+        .unwrap();
+    assert_eq!(u64::from_le_bytes(reply.try_into().unwrap()), 34);
     for node in &nodes[1..] {
         node.handle.shutdown();
     }

@@ -218,7 +218,10 @@ mod tests {
         Envelope {
             sender: from,
             epoch: Epoch(0),
-            message: Message::Heartbeat { next_slot: Slot(0) },
+            message: Message::Heartbeat {
+                next_slot: Slot(0),
+                learner: false,
+            },
         }
     }
 

@@ -25,6 +25,7 @@ fn heartbeat(from: NodeId, mark: u64) -> Envelope {
         epoch: Epoch(0),
         message: Message::Heartbeat {
             next_slot: Slot(mark),
+            learner: false,
         },
     }
 }
@@ -206,7 +207,7 @@ async fn both_sides_dialing_settle_on_one_connection() {
         while expected < 10_200 {
             let (from, env) = timeout(DEADLINE, b.recv()).await.unwrap().unwrap();
             assert_eq!(from, node(1));
-            let Message::Heartbeat { next_slot } = env.message else {
+            let Message::Heartbeat { next_slot, .. } = env.message else {
                 panic!("unexpected message");
             };
             if next_slot.0 < 10_000 {

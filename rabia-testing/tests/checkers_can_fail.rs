@@ -69,6 +69,18 @@ fn delivering_before_own_votes_are_durable_is_caught() {
 }
 
 #[test]
+fn taking_part_at_once_after_a_lost_store_is_caught() {
+    let found = violations(Mutation::NoFreshStoreGuard, 3, 1..60);
+    println!("no-fresh-store-guard: {found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
+        "no agreement violation found: {found:?}"
+    );
+}
+
+#[test]
 fn dropping_the_proposal_after_a_lost_slot_is_caught() {
     let found = violations(Mutation::NoRequeue, 3, 1..40);
     println!("no-requeue: {found:?}");

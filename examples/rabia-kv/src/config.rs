@@ -10,6 +10,7 @@
 //! metrics = "127.0.0.1:9101"    # optional
 //! cluster_id = "rabia-kv"       # every node of a cluster must agree
 //! read_mode = "linearizable"    # or "local" (relaxed, possibly stale reads)
+//! rejoin = false                # true: an empty data_dir replaces a lost one
 //!
 //! [peers]
 //! 1 = "127.0.0.1:7001"
@@ -105,6 +106,9 @@ pub struct Settings {
     pub max_batch_size: Option<usize>,
     /// Longest wait to fill a batch while this node's previous batch awaits a decision, in ms.
     pub batch_timeout_ms: Option<u64>,
+    /// An empty data directory replaces a node that lost its data (learn
+    /// before taking part) rather than starting a new member.
+    pub rejoin: Option<bool>,
 }
 
 impl Settings {
@@ -134,6 +138,7 @@ impl Settings {
             read_mode: over.read_mode.or(self.read_mode),
             max_batch_size: over.max_batch_size.or(self.max_batch_size),
             batch_timeout_ms: over.batch_timeout_ms.or(self.batch_timeout_ms),
+            rejoin: over.rejoin.or(self.rejoin),
         }
     }
 
@@ -208,6 +213,7 @@ impl Settings {
             read_mode: self.read_mode.unwrap_or(ReadMode::Linearizable),
             max_batch_size,
             batch_timeout,
+            rejoin: self.rejoin.unwrap_or(false),
         })
     }
 }
@@ -273,6 +279,9 @@ pub struct NodeConfig {
     pub max_batch_size: usize,
     /// Longest wait to fill a batch.
     pub batch_timeout: Duration,
+    /// An empty store replaces a node that lost its data: it learns how
+    /// far its predecessor went before it takes part.
+    pub rejoin: bool,
 }
 
 impl NodeConfig {

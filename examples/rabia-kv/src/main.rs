@@ -73,6 +73,11 @@ struct NodeArgs {
     /// Longest wait to fill a batch while this node's previous batch awaits a decision (ms).
     #[arg(long)]
     batch_timeout_ms: Option<u64>,
+    /// This node replaces one that lost its data directory (same id): with
+    /// an empty data directory it learns how far its predecessor went
+    /// before it votes. Without it an empty directory is a new member.
+    #[arg(long)]
+    rejoin: bool,
     /// Worker threads (default: one per core). Nodes sharing a machine do
     /// better with cores / nodes each (`local-cluster` does that).
     #[arg(long)]
@@ -102,6 +107,7 @@ impl NodeArgs {
             read_mode: self.read_mode,
             max_batch_size: self.max_batch_size,
             batch_timeout_ms: self.batch_timeout_ms,
+            rejoin: self.rejoin.then_some(true),
         };
         file.overridden_by(flags).validate()
     }

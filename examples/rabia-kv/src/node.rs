@@ -78,6 +78,11 @@ pub fn engine_config(config: &NodeConfig) -> RabiaConfig {
     RabiaConfig {
         max_batch_size: config.max_batch_size,
         batch_timeout: config.batch_timeout,
+        empty_store: if config.rejoin {
+            rabia_engine::EmptyStore::Rejoin
+        } else {
+            rabia_engine::EmptyStore::Bootstrap
+        },
         ..RabiaConfig::default()
     }
 }

@@ -54,13 +54,28 @@ pub enum PersistRecord {
         /// Its value.
         value: SlotValue,
     },
+    /// This replica started with an empty store and is a learner (the fresh
+    /// store guard, docs/protocol.md): it takes part from
+    /// `participate_from` on, or, while that is `None`, not at all yet.
+    /// Kept so that a learner that restarts stays one.
+    Learner {
+        /// The first slot it may send Proposals, States and Votes for,
+        /// once known.
+        participate_from: Option<Slot>,
+    },
 }
 
 impl PersistRecord {
-    /// The slot the record belongs to.
+    /// The slot the record belongs to: log truncation behind a snapshot at
+    /// slot s drops records whose slot is below s. An unresolved `Learner`
+    /// record is never dropped; a resolved one is dropped once the
+    /// snapshot is past its first slot (nothing earlier is sent again).
     pub fn slot(&self) -> Slot {
         match self {
             PersistRecord::Sent { slot, .. } | PersistRecord::Decided { slot, .. } => *slot,
+            PersistRecord::Learner { participate_from } => {
+                participate_from.unwrap_or(Slot(u64::MAX))
+            }
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct ReplicaConfig {
     pub batch_operations_max: usize,
     /// Maximum encoded bytes of one batch.
     pub batch_bytes_max: usize,
+    /// What a start with an empty store (no records, no snapshot) means.
+    pub empty_store: EmptyStore,
     /// How many slots beyond the current one messages are buffered for;
     /// messages further ahead are dropped (and trigger catch-up).
     pub slot_window: u64,
@@ -56,6 +58,7 @@ impl Default for ReplicaConfig {
             pending_batches_max: 4096,
             batch_operations_max: 10_000,
             batch_bytes_max: 4 << 20,
+            empty_store: EmptyStore::Bootstrap,
             slot_window: 64,
             phase_window: 32,
             decided_retention: 100_000,
@@ -124,6 +127,23 @@ impl ReplicaConfig {
     }
 }
 
+/// What a replica that starts with an empty store (no records, no
+/// snapshot) is: a store cannot tell a first start from a restart after it
+/// was lost, so the operator says which.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EmptyStore {
+    /// A member of a new cluster (or one whose earlier starts never sent a
+    /// Proposal, State or Vote): it takes part at once. The default.
+    #[default]
+    Bootstrap,
+    /// A replacement for a replica that lost its store (a new disk, a
+    /// wiped data directory, a restart with in-memory storage) under the
+    /// same id. It is a learner until it knows how far its predecessor may
+    /// have gone, and only then takes part (the fresh store guard,
+    /// docs/protocol.md).
+    Rejoin,
+}
+
 /// Deliberately broken protocol variants. They exist only so the simulator
 /// can prove its checkers detect real bugs; never enable them elsewhere.
 #[cfg(feature = "mutations")]
@@ -147,4 +167,8 @@ pub enum Mutation {
     /// replica's own votes for it are durable (an acknowledged operation can
     /// be lost when the replica restarts and votes differently).
     DeliverBeforeVotesDurable,
+    /// A replica that starts with an empty store takes part at once instead
+    /// of first learning how far its forgotten predecessor went
+    /// (equivocation after a lost store).
+    NoFreshStoreGuard,
 }

@@ -122,6 +122,10 @@ pub enum Message {
     Heartbeat {
         /// The sender's first undecided slot.
         next_slot: Slot,
+        /// The sender started with an empty store and does not yet take
+        /// part in the protocol (it only learns decisions): see the fresh
+        /// store guard in docs/protocol.md.
+        learner: bool,
     },
 }
 

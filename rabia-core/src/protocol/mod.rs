@@ -34,6 +34,7 @@ pub mod tally;
 pub mod wire;
 
 pub use action::{Action, Delivery, DeliveryOutcome, PersistRecord, PersistToken};
+pub use config::EmptyStore;
 #[cfg(feature = "mutations")]
 pub use config::Mutation;
 pub use config::ReplicaConfig;

@@ -41,7 +41,7 @@ use crate::ids::{BatchId, NodeId, Phase, Slot};
 use crate::operation::{Batch, Operation, SlotValue};
 use crate::protocol::action::{Action, Delivery, DeliveryOutcome, PersistRecord, PersistToken};
 use crate::protocol::coin::common_coin;
-use crate::protocol::config::ReplicaConfig;
+use crate::protocol::config::{EmptyStore, ReplicaConfig};
 use crate::protocol::filter::DecidedFilter;
 use crate::protocol::message::{Bit, Envelope, Message, VoteValue};
 use crate::protocol::metrics::ReplicaMetrics;
@@ -105,6 +105,14 @@ pub struct Replica {
     catch_up_not_before: Instant,
     /// Each peer's latest reported first undecided slot.
     peer_next: BTreeMap<NodeId, Slot>,
+    /// The first slot this replica may send Proposals, States and Votes
+    /// for. `None` while a replica that started with an empty store has not
+    /// yet learned how far its forgotten predecessor may have gone (the
+    /// fresh store guard); `Slot::ZERO` for a replica with its own records.
+    participate_from: Option<Slot>,
+    /// What each peer's latest heartbeat said: (first undecided slot,
+    /// learner). Feeds the fresh store guard.
+    peer_heartbeats: BTreeMap<NodeId, (Slot, bool)>,
     /// Last decision reply per peer, to rate-limit answers to laggards.
     decision_replies: BTreeMap<NodeId, (Slot, Instant)>,
     /// Last request served per peer (proposal fetch, catch-up), to throttle.
@@ -158,12 +166,90 @@ impl Replica {
             last_progress: now,
             catch_up_not_before: now,
             peer_next: BTreeMap::new(),
+            participate_from: None,
+            peer_heartbeats: BTreeMap::new(),
             decision_replies: BTreeMap::new(),
             served: BTreeMap::new(),
             metrics: ReplicaMetrics::default(),
         };
+        // The fresh store guard (see `resolve_participation`).
+        let learner_record = recovered.records.iter().rev().find_map(|r| match r {
+            PersistRecord::Learner { participate_from } => Some(*participate_from),
+            _ => None,
+        });
+        let empty = recovered.records.is_empty() && recovered.base_slot == Slot::ZERO;
+        let rejoin = replica.config.empty_store == EmptyStore::Rejoin;
+        replica.participate_from = match learner_record {
+            _ if replica.fresh_guard_disabled() => Some(Slot::ZERO),
+            Some(recorded) => recorded,
+            None if empty && rejoin => None,
+            None => Some(Slot::ZERO),
+        };
+        if learner_record.is_none() && replica.participate_from.is_none() {
+            // Written before anything else, so a learner that restarts (its
+            // store no longer empty) stays a learner.
+            replica.persist(PersistRecord::Learner {
+                participate_from: None,
+            });
+        }
         replica.restore(recovered.records, now);
+        replica.resolve_participation(now);
+        if replica.participate_from.is_none() {
+            // Ask where the peers are: they answer a learner at once.
+            replica.send_heartbeat(None);
+        }
         Ok(replica)
+    }
+
+    /// Whether this replica is still learning after starting with an empty
+    /// store (it sends no Proposal, State or Vote yet).
+    pub fn is_learner(&self) -> bool {
+        self.participate_from
+            .is_none_or(|from| self.next_slot < from)
+    }
+
+    /// The first slot this replica takes part in, once known (see
+    /// [`Replica::is_learner`]).
+    pub fn participate_from(&self) -> Option<Slot> {
+        self.participate_from
+    }
+
+    /// The fresh store guard, for a replica started with an empty store
+    /// and [`EmptyStore::Rejoin`]: it replaces one whose store was lost,
+    /// whose Proposals, States and Votes it no longer remembers; sending
+    /// different ones would be equivocation. The predecessor sent protocol messages only for slots
+    /// up to one past the highest slot decided anywhere (a replica moves
+    /// past a slot only by learning its decision), and every decided slot
+    /// had n − f senders, so at least n − f − 1 peers other than the
+    /// predecessor durably reached it. Any f + 1 participating peers include
+    /// one of them: with M the largest first-undecided slot they report,
+    /// the predecessor touched no slot above M + 1, and this replica takes
+    /// part from M + 2 on, learning the slots before by catch-up.
+    fn resolve_participation(&mut self, now: Instant) {
+        if self.participate_from.is_some() {
+            return;
+        }
+        let others = self.thresholds.n.saturating_sub(1);
+        let needed = (self.thresholds.f + 1).min(others);
+        let participants: Vec<Slot> = self
+            .peer_heartbeats
+            .values()
+            .filter(|(_, learner)| !learner)
+            .map(|(next, _)| *next)
+            .collect();
+        let from = if needed == 0 {
+            Slot::ZERO
+        } else if participants.len() >= needed {
+            let furthest = participants.iter().copied().max().unwrap_or(Slot::ZERO);
+            furthest.next().next()
+        } else {
+            return;
+        };
+        self.participate_from = Some(from);
+        self.persist(PersistRecord::Learner {
+            participate_from: Some(from),
+        });
+        self.maybe_start_slot(now);
     }
 
     /// Replays durable records: decided slots are delivered again (the state
@@ -177,7 +263,7 @@ impl Replica {
                 PersistRecord::Decided { slot, value } if slot == self.next_slot => {
                     self.commit_decision(now, value, DecisionSource::Recovered);
                 }
-                PersistRecord::Decided { .. } => {}
+                PersistRecord::Decided { .. } | PersistRecord::Learner { .. } => {}
                 PersistRecord::Sent { slot, message } => sent.push((slot, message)),
             }
         }
@@ -354,8 +440,21 @@ impl Replica {
                 responder_next,
                 compacted_below,
             } => self.on_catch_up_reply(now, from, decisions, responder_next, compacted_below),
-            Message::Heartbeat { next_slot } => {
+            Message::Heartbeat { next_slot, learner } => {
                 self.note_peer_progress(from, next_slot);
+                self.peer_heartbeats.insert(from, (next_slot, learner));
+                if learner && !self.is_learner() {
+                    // A peer that started empty waits to hear from us:
+                    // answer now rather than at our next beat (a learner
+                    // beats no faster than anyone, so neither do these;
+                    // learners do not answer each other, or two would
+                    // answer each other for ever).
+                    self.send_heartbeat(Some(from));
+                }
+                self.resolve_participation(now);
+                if self.is_learner() {
+                    self.maybe_catch_up(now, true);
+                }
             }
             Message::SnapshotRequest => {
                 if !self.recently_served(from, Served::Snapshot, now) {
@@ -410,10 +509,7 @@ impl Replica {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
-            let next_slot = self.next_slot;
-            self.emit_now(Action::Broadcast {
-                envelope: self.envelope(Message::Heartbeat { next_slot }),
-            });
+            self.send_heartbeat(None);
         }
         if now >= self.next_check {
             let stalled = now.saturating_duration_since(self.last_progress)
@@ -421,7 +517,11 @@ impl Replica {
             if stalled {
                 self.retransmit_current();
             }
-            self.maybe_catch_up(now, stalled);
+            let learner = self.is_learner();
+            if learner {
+                self.reforward_own_batches();
+            }
+            self.maybe_catch_up(now, stalled || learner);
             self.next_check = now + self.jittered(self.config.retransmit_interval);
         }
         self.drive(now);
@@ -864,6 +964,11 @@ impl Replica {
     /// Starts the current slot if it has not started and a batch is pending.
     fn maybe_start_slot(&mut self, now: Instant) {
         let slot = self.next_slot;
+        if self.participate_from.is_none_or(|from| slot < from) {
+            // The fresh store guard: this replica's forgotten predecessor
+            // may have spoken in this slot.
+            return;
+        }
         let started = self
             .slots
             .get(&slot)
@@ -1187,6 +1292,37 @@ impl Replica {
 
     /// Re-sends this replica's released messages for the current slot (and
     /// its value request), after a stall or a restart.
+    /// A learner cannot propose its own batches: the others must. Its
+    /// `Forward` may have been lost, so it sends its oldest few again.
+    fn reforward_own_batches(&mut self) {
+        let me = self.me;
+        let own: Vec<Arc<Batch>> = self
+            .pending
+            .iter()
+            .filter(|b| b.id.origin == me)
+            .take(REFORWARD_BATCHES_MAX)
+            .cloned()
+            .collect();
+        for batch in own {
+            self.emit_now(Action::Broadcast {
+                envelope: self.envelope(Message::Forward { batch }),
+            });
+        }
+    }
+
+    /// Sends a heartbeat to `to`, or to every peer.
+    fn send_heartbeat(&mut self, to: Option<NodeId>) {
+        let message = Message::Heartbeat {
+            next_slot: self.next_slot,
+            learner: self.is_learner(),
+        };
+        let envelope = self.envelope(message);
+        match to {
+            Some(to) => self.emit_now(Action::Send { to, envelope }),
+            None => self.emit_now(Action::Broadcast { envelope }),
+        }
+    }
+
     fn retransmit_current(&mut self) {
         let slot = self.next_slot;
         let durable = self.durable_token;
@@ -1320,6 +1456,14 @@ impl Replica {
         false
     }
 
+    fn fresh_guard_disabled(&self) -> bool {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::NoFreshStoreGuard {
+            return true;
+        }
+        false
+    }
+
     fn deliver_early_mutation(&self) -> bool {
         #[cfg(feature = "mutations")]
         if self.config.mutation == crate::protocol::config::Mutation::DeliverBeforeVotesDurable {
@@ -1336,6 +1480,9 @@ impl Replica {
         false
     }
 }
+
+/// Own batches a learner forwards again per retransmit interval.
+const REFORWARD_BATCHES_MAX: usize = 16;
 
 /// Encoded bytes a decided value keeps in memory (⊥ counts as nothing).
 fn value_bytes(value: &SlotValue) -> usize {

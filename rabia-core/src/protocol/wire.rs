@@ -7,7 +7,7 @@ use crate::protocol::message::Envelope;
 use bincode::Options;
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// The default maximum frame size (16 MiB).
 pub const DEFAULT_FRAME_BYTES_MAX: usize = 16 << 20;
@@ -123,7 +123,10 @@ mod tests {
                 responder_next: Slot(1),
                 compacted_below: None,
             },
-            Message::Heartbeat { next_slot: Slot(8) },
+            Message::Heartbeat {
+                next_slot: Slot(8),
+                learner: false,
+            },
             Message::SnapshotRequest,
             Message::SnapshotChunk {
                 base_slot: Slot(100),

@@ -322,7 +322,10 @@ mod tests {
         let forged = Envelope {
             sender: node(3),
             epoch: Epoch(0),
-            message: Message::Heartbeat { next_slot: Slot(9) },
+            message: Message::Heartbeat {
+                next_slot: Slot(9),
+                learner: false,
+            },
         };
         let mut out = Vec::new();
         frame::put_frame(&mut out, &wire::encode(&forged).unwrap());
@@ -340,6 +343,7 @@ mod tests {
             epoch: Epoch(0),
             message: Message::Heartbeat {
                 next_slot: Slot(10),
+                learner: false,
             },
         };
         let mut out = Vec::new();

@@ -75,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
                     "no-requeue" => Mutation::NoRequeue,
                     "send-before-persist" => Mutation::SendBeforePersist,
                     "deliver-before-votes-durable" => Mutation::DeliverBeforeVotesDurable,
+                    "no-fresh-store-guard" => Mutation::NoFreshStoreGuard,
                     other => return Err(format!("unknown mutation {other:?}")),
                 };
             }
@@ -188,6 +189,10 @@ fn main() -> ExitCode {
     println!(
         "  crash-stop          {:>10} nodes stopped for good",
         total.crash_stops
+    );
+    println!(
+        "  disk loss           {:>10} restarts with an empty store",
+        total.disk_losses
     );
     println!(
         "  clock skew          {:>10} skewed clocks",

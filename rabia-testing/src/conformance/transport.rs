@@ -60,13 +60,14 @@ fn heartbeat(from: NodeId, mark: u64) -> Envelope {
         epoch: Epoch(0),
         message: Message::Heartbeat {
             next_slot: Slot(mark),
+            learner: false,
         },
     }
 }
 
 fn mark_of(envelope: &Envelope) -> Option<u64> {
     match envelope.message {
-        Message::Heartbeat { next_slot } => Some(next_slot.0),
+        Message::Heartbeat { next_slot, .. } => Some(next_slot.0),
         _ => None,
     }
 }

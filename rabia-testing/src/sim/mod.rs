@@ -62,6 +62,9 @@ pub struct FaultClasses {
     pub crash_restart: bool,
     /// Crash for good (at most f nodes).
     pub crash_stop: bool,
+    /// A crash that loses the node's whole store: it restarts empty under
+    /// the same id (one node per run, and then at most f − 1 crash-stops).
+    pub disk_loss: bool,
     /// Wall-clock skew between nodes (affects batch ordering keys).
     pub clock_skew: bool,
 }
@@ -75,6 +78,7 @@ impl FaultClasses {
         partitions: true,
         crash_restart: true,
         crash_stop: true,
+        disk_loss: true,
         clock_skew: true,
     };
     /// No faults: a healthy network with small random latency.
@@ -85,6 +89,7 @@ impl FaultClasses {
         partitions: false,
         crash_restart: false,
         crash_stop: false,
+        disk_loss: false,
         clock_skew: false,
     };
 }
@@ -170,6 +175,8 @@ pub struct SimStats {
     pub targeted_crashes: u64,
     /// Crash-stops.
     pub crash_stops: u64,
+    /// Crash-restarts that lost the node's whole store.
+    pub disk_losses: u64,
     /// Writes lost because a node crashed before they were durable.
     pub writes_lost: u64,
     /// Nodes with a skewed wall clock.
@@ -213,6 +220,7 @@ impl SimStats {
         self.crash_restarts += other.crash_restarts;
         self.targeted_crashes += other.targeted_crashes;
         self.crash_stops += other.crash_stops;
+        self.disk_losses += other.disk_losses;
         self.writes_lost += other.writes_lost;
         self.skewed_clocks += other.skewed_clocks;
         self.slots_decided += other.slots_decided;
@@ -281,6 +289,8 @@ enum Event {
     Crash {
         node: usize,
         restart_after: Option<Duration>,
+        /// The node's store is lost too.
+        wipe: bool,
     },
     Restart {
         node: usize,
@@ -382,6 +392,7 @@ impl World {
                     timer_at: None,
                     clock_skew_us: skew,
                     disk_latency: Duration::from_micros(rng.gen_range(10..2_000)),
+                    rejoining: false,
                 }
             })
             .collect();
@@ -481,12 +492,30 @@ impl World {
                     Event::Crash {
                         node,
                         restart_after: Some(down),
+                        wipe: false,
                     },
                 );
             }
         }
-        if faults.crash_stop && f > 0 && self.rng.gen_bool(0.5) {
-            let count = self.rng.gen_range(1..=f);
+        // A lost store makes its node a learner until it hears f + 1
+        // participating peers: keep the crash-stops to f − 1 then.
+        let disk_loss = faults.disk_loss && f > 0 && self.rng.gen_bool(0.3);
+        if disk_loss {
+            let at = Instant(self.rng.gen_range(0..phase));
+            let node = self.rng.gen_range(0..n);
+            let down = Duration::from_micros(self.rng.gen_range(1_000..300_000));
+            self.queue.push(
+                at,
+                Event::Crash {
+                    node,
+                    restart_after: Some(down),
+                    wipe: true,
+                },
+            );
+        }
+        let stops_max = if disk_loss { f - 1 } else { f };
+        if faults.crash_stop && stops_max > 0 && self.rng.gen_bool(0.5) {
+            let count = self.rng.gen_range(1..=stops_max);
             let mut victims: Vec<usize> = (0..n).collect();
             for i in 0..count {
                 let j = self.rng.gen_range(i..n);
@@ -497,6 +526,7 @@ impl World {
                     Event::Crash {
                         node: victims[i],
                         restart_after: None,
+                        wipe: false,
                     },
                 );
             }
@@ -580,7 +610,8 @@ impl World {
             Event::Crash {
                 node,
                 restart_after,
-            } => self.crash(node, restart_after),
+                wipe,
+            } => self.crash(node, restart_after, wipe),
             Event::SnapshotDone { node, incarnation } => {
                 let n = &mut self.nodes[node];
                 if n.incarnation == incarnation && n.disk.complete_snapshot() {
@@ -662,7 +693,7 @@ impl World {
         }
         let down = self.targeted_down_time();
         self.stats.targeted_crashes += 1;
-        self.crash(node, Some(down));
+        self.crash(node, Some(down), false);
         true
     }
 
@@ -680,12 +711,13 @@ impl World {
             Event::Crash {
                 node,
                 restart_after: Some(down),
+                wipe: false,
             },
         );
         true
     }
 
-    fn crash(&mut self, node: usize, restart_after: Option<Duration>) {
+    fn crash(&mut self, node: usize, restart_after: Option<Duration>, wipe: bool) {
         if self.faults_over || self.nodes[node].status != NodeStatus::Up {
             return;
         }
@@ -694,6 +726,11 @@ impl World {
         n.timer_generation += 1;
         n.timer_at = None;
         self.stats.writes_lost += n.disk.crash() as u64;
+        if wipe {
+            n.disk = Disk::default();
+            n.rejoining = true;
+            self.stats.disk_losses += 1;
+        }
         match restart_after {
             Some(after) => {
                 n.status = NodeStatus::Down;
@@ -726,13 +763,11 @@ impl World {
             records: n.disk.durable().to_vec(),
         };
         let rng_seed = mix64(self.config.seed ^ mix64(node as u64 ^ (n.incarnation << 32)));
-        match Replica::new(
-            self.config.replica.clone(),
-            cluster,
-            recovered,
-            self.now,
-            rng_seed,
-        ) {
+        let mut replica_config = self.config.replica.clone();
+        if n.rejoining {
+            replica_config.empty_store = rabia_core::protocol::EmptyStore::Rejoin;
+        }
+        match Replica::new(replica_config, cluster, recovered, self.now, rng_seed) {
             Ok(replica) => {
                 n.replica = Some(replica);
                 n.status = NodeStatus::Up;
@@ -1151,12 +1186,13 @@ impl World {
                     Some(r) => {
                         let m = r.metrics();
                         format!(
-                            "{:?}: next {} applied {} phase {} pending {} (catch-ups {}, retransmits {}, dropped {:?})",
+                            "{:?}: next {} applied {} phase {} pending {} participate from {:?} (catch-ups {}, retransmits {}, dropped {:?})",
                             n.id,
                             r.next_slot().0,
                             self.order.next(n.id).0,
                             r.current_phase().0,
                             r.pending_len(),
+                            r.participate_from().map(|s| s.0),
                             m.catch_up_requests,
                             m.retransmits,
                             m.dropped

@@ -147,4 +147,7 @@ pub struct SimNode {
     pub clock_skew_us: i64,
     /// Disk write latency of this node.
     pub disk_latency: std::time::Duration,
+    /// The node lost its store in this run: it starts as a replacement
+    /// (`EmptyStore::Rejoin`) from then on.
+    pub rejoining: bool,
 }
