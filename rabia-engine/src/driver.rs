@@ -762,6 +762,12 @@ impl Driver {
                 .unwrap_or_default(),
             stopped_reason: stopped,
         };
-        self.status.send_replace(status);
+        let previous = self.status.send_replace(status);
+        if previous.learner && !self.replica.is_learner() {
+            tracing::info!(
+                participate_from = self.replica.participate_from().map(|s| s.0),
+                "caught up past where the lost store's votes could reach: taking part"
+            );
+        }
     }
 }

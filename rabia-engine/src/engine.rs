@@ -246,6 +246,12 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             rng_seed,
         )?;
 
+        if replica.is_learner() {
+            tracing::warn!(
+                "started with an empty store as a replacement (empty_store = Rejoin): \
+                 learning from the peers before taking part"
+            );
+        }
         let (persist_tx, persist_rx) = mpsc::channel(TASK_QUEUE);
         let (durable_tx, durable_rx) = watch::channel(0u64);
         let (snapshot_tx, _) = watch::channel(recovered.snapshot.as_ref().map(|s| s.base_slot));

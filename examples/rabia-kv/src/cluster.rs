@@ -182,7 +182,7 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
             (id, status) = first_exit(&mut nodes) => {
                 if let Some(node) = nodes.iter().find(|n| n.id == id) {
                     println!(
-                        "node {id} exited ({status}); the others keep serving. Its log: {}\nRestart it by hand with:\n  {}",
+                        "node {id} exited ({status}); the others keep serving. Its log: {}\nRestart it by hand with (--rejoin: if its data is gone it learns before it votes; no effect otherwise):\n  {} --rejoin",
                         node.log.display(),
                         node.command
                     );

@@ -40,9 +40,11 @@ pub fn report(addr: SocketAddr, info: &BTreeMap<String, String>) -> String {
         get("cluster_size")
     );
     out += &format!(
-        "  engine      running={} quorum={}\n",
+        "  engine      running={} quorum={} learner={} participate_from={}\n",
         get("running"),
-        get("quorum")
+        get("quorum"),
+        get("learner"),
+        get("participate_from")
     );
     out += &format!(
         "  slots       next={} applied={} decided={} null(⊥)={} ⊥-rate={}\n",

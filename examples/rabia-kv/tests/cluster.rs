@@ -78,6 +78,10 @@ impl KvCluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[]);
+    }
+
+    fn spawn_with(&mut self, i: usize, extra: &[&str]) {
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -92,6 +96,7 @@ impl KvCluster {
             .arg("--data-dir")
             .arg(&node.data)
             .args(["--persistence", "file"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -184,7 +189,12 @@ impl KvCluster {
 
     /// Every key in `expected` has its value when read through every node.
     fn assert_everywhere(&self, expected: &[(String, String)]) {
-        for i in 0..self.nodes.len() {
+        self.assert_on(0..self.nodes.len(), expected);
+    }
+
+    /// Every key in `expected` has its value when read through `nodes`.
+    fn assert_on(&self, nodes: impl Iterator<Item = usize>, expected: &[(String, String)]) {
+        for i in nodes {
             let mut con = self.connect(i);
             let keys: Vec<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
             let values: Vec<Option<String>> =
@@ -239,6 +249,57 @@ fn a_killed_node_restarts_from_disk_and_catches_up() {
         acked.push((key, value));
     }
     cluster.assert_everywhere(&acked);
+}
+
+/// A node whose data directory is lost comes back empty with `--rejoin`:
+/// it learns before it votes (INFO shows `learner:1`, then `learner:0`),
+/// and then takes part: the cluster serves with it and one other node.
+#[test]
+fn a_node_that_lost_its_data_rejoins_with_rejoin() {
+    let mut cluster = KvCluster::start(3);
+    let mut acked = Vec::new();
+    for k in 0..30 {
+        let (key, value) = (format!("k{k}"), format!("v{k}"));
+        cluster.set(k % 3, &key, &value);
+        acked.push((key, value));
+    }
+    cluster.sigkill(2);
+    std::fs::remove_dir_all(&cluster.nodes[2].data).unwrap();
+    cluster.spawn_with(2, &["--rejoin"]);
+    cluster.wait_ready(2);
+    // Writes through the learner are decided by the others.
+    for k in 30..40 {
+        let (key, value) = (format!("k{k}"), format!("v{k}"));
+        cluster.set(2, &key, &value);
+        acked.push((key, value));
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("rabia")
+            .query(&mut cluster.connect(2))
+            .unwrap();
+        let from = info
+            .lines()
+            .find_map(|l| l.strip_prefix("participate_from:"))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if info.contains("learner:0\r\n") {
+            if let Some(from) = from {
+                assert!(from >= 32, "took part too early: from slot {from}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "still learning:\n{info}");
+        cluster.set(1, "tick", "x"); // keep slots coming
+    }
+    // It takes part now: with node 1 gone, nodes 2 and 3 still decide.
+    cluster.sigkill(0);
+    for k in 40..50 {
+        let (key, value) = (format!("k{k}"), format!("v{k}"));
+        cluster.set(1 + k % 2, &key, &value);
+        acked.push((key, value));
+    }
+    cluster.assert_on(1..3, &acked);
 }
 
 #[test]
