@@ -95,8 +95,13 @@ fn message() -> impl Strategy<Value = Message> {
                     compacted_below,
                 }
             }),
-        (slot(), any::<bool>())
-            .prop_map(|(next_slot, learner)| Message::Heartbeat { next_slot, learner }),
+        (slot(), any::<bool>(), any::<u64>()).prop_map(|(next_slot, learner, probe)| {
+            Message::Heartbeat {
+                next_slot,
+                learner,
+                probe,
+            }
+        }),
         Just(Message::SnapshotRequest),
         (
             slot(),

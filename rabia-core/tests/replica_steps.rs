@@ -673,3 +673,31 @@ fn empty_stores_bootstrap_by_default_and_wait_when_rejoining() {
     assert!(net.replicas.iter().all(Replica::is_learner));
     assert!(net.applied_batches(0).is_empty());
 }
+
+/// A learner counts only answers to its own probe: a heartbeat that may
+/// predate the loss (no probe, or another start's) proves nothing.
+#[test]
+fn a_learner_counts_only_answers_to_its_probe() {
+    let rejoin = ReplicaConfig {
+        empty_store: EmptyStore::Rejoin,
+        ..ReplicaConfig::default()
+    };
+    let mut learner = replica_with(rejoin.clone(), 1, 3, RecoveredState::fresh(1));
+    for (peer, probe) in [(2, 0), (3, 0), (2, 12345), (3, 12345)] {
+        let from = NodeId::from_u64(peer);
+        let envelope = Envelope {
+            sender: from,
+            epoch: Epoch(0),
+            message: Message::Heartbeat {
+                next_slot: Slot(100),
+                learner: false,
+                probe,
+            },
+        };
+        learner.handle_message(Instant::ZERO, from, envelope);
+    }
+    assert_eq!(learner.participate_from(), None);
+    // A cluster of two cannot let a learner catch up: refused.
+    let cluster = ClusterConfig::try_new(NodeId::from_u64(1), ids(2)).unwrap();
+    assert!(Replica::new(rejoin, cluster, RecoveredState::fresh(1), Instant::ZERO, 1).is_err());
+}

@@ -21,7 +21,7 @@
 //! let (a, b) = (NodeId::from_u64(1), NodeId::from_u64(2));
 //! let ta = net.endpoint(a);
 //! let mut tb = net.endpoint(b);
-//! let hello = Envelope { sender: a, epoch: Epoch(0), message: Message::Heartbeat { next_slot: Slot(0), learner: false } };
+//! let hello = Envelope { sender: a, epoch: Epoch(0), message: Message::Heartbeat { next_slot: Slot(0), learner: false, probe: 0 } };
 //! ta.send(b, hello.clone());
 //! assert_eq!(tb.recv().await, Some((a, hello)));
 //! # });

@@ -221,6 +221,7 @@ mod tests {
             message: Message::Heartbeat {
                 next_slot: Slot(0),
                 learner: false,
+                probe: 0,
             },
         }
     }

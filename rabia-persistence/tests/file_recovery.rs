@@ -335,3 +335,43 @@ proptest! {
         }
     }
 }
+
+/// A record that is never dropped (a learner's, with the maximum slot)
+/// keeps its segment, and later segments behind a snapshot are still
+/// deleted around it; the record survives a restart.
+#[test]
+fn a_kept_record_does_not_stop_truncation_of_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileOptions {
+        segment_bytes_max: 64,
+        ..FileOptions::default()
+    };
+    let learner = PersistRecord::Learner {
+        participate_from: Some(Slot(3)),
+    };
+    block_on(async {
+        let mut store = FilePersistence::open(dir.path(), options.clone()).unwrap();
+        store.recover().await.unwrap();
+        store.append(std::slice::from_ref(&learner)).await.unwrap();
+        for slot in 0..20 {
+            store.append(&[record(slot)]).await.unwrap();
+        }
+        let before = store.segment_count();
+        store.save_snapshot(&snapshot(15)).await.unwrap();
+        store.truncate_before(Slot(15)).await.unwrap();
+        assert!(
+            store.segment_count() < before - 5,
+            "segments behind the snapshot are deleted: {} of {before} left",
+            store.segment_count()
+        );
+    });
+    let recovered = block_on(async {
+        let mut store = FilePersistence::open(dir.path(), options).unwrap();
+        store.recover().await.unwrap()
+    });
+    assert_eq!(recovered.records.first(), Some(&learner));
+    assert_eq!(
+        recovered.records[1..],
+        (15..20).map(record).collect::<Vec<_>>()[..]
+    );
+}

@@ -67,15 +67,14 @@ pub enum PersistRecord {
 
 impl PersistRecord {
     /// The slot the record belongs to: log truncation behind a snapshot at
-    /// slot s drops records whose slot is below s. An unresolved `Learner`
-    /// record is never dropped; a resolved one is dropped once the
-    /// snapshot is past its first slot (nothing earlier is sent again).
+    /// slot s drops records whose slot is below s. `Learner` records are
+    /// never dropped (their slot is the maximum): the latest one must
+    /// survive, or a resolved learner would find only its first record
+    /// after a restart and learn again.
     pub fn slot(&self) -> Slot {
         match self {
             PersistRecord::Sent { slot, .. } | PersistRecord::Decided { slot, .. } => *slot,
-            PersistRecord::Learner { participate_from } => {
-                participate_from.unwrap_or(Slot(u64::MAX))
-            }
+            PersistRecord::Learner { .. } => Slot(u64::MAX),
         }
     }
 }

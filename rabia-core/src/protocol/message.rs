@@ -126,6 +126,11 @@ pub enum Message {
         /// part in the protocol (it only learns decisions): see the fresh
         /// store guard in docs/protocol.md.
         learner: bool,
+        /// A learner's probe (random, per start), or, in the answer a
+        /// participant sends a learner at once, that learner's probe
+        /// echoed: the learner counts only answers to its own probe, which
+        /// were sent after it started. 0 otherwise.
+        probe: u64,
     },
 }
 

@@ -113,6 +113,8 @@ pub struct Replica {
     /// What each peer's latest heartbeat said: (first undecided slot,
     /// learner). Feeds the fresh store guard.
     peer_heartbeats: BTreeMap<NodeId, (Slot, bool)>,
+    /// This start's probe while a learner (never 0).
+    probe: u64,
     /// Last decision reply per peer, to rate-limit answers to laggards.
     decision_replies: BTreeMap<NodeId, (Slot, Instant)>,
     /// Last request served per peer (proposal fetch, catch-up), to throttle.
@@ -136,6 +138,16 @@ impl Replica {
         cluster.validate()?;
         let me = cluster.node_id;
         let thresholds = cluster.thresholds();
+        if config.empty_store == EmptyStore::Rejoin && thresholds.n == 2 {
+            // The learner waits for the others to decide without it: two
+            // nodes cannot (a cluster of two tolerates no failure).
+            return Err(ConfigError::InvalidSetting {
+                field: "empty_store",
+                reason: "Rejoin needs a cluster of 1 or at least 3 nodes: \
+                         in a cluster of 2 the other node cannot decide alone"
+                    .into(),
+            });
+        }
         let coin_seed = cluster.effective_coin_seed();
         let filter = recovered.filter.clone().unwrap_or_else(|| {
             DecidedFilter::new(config.filter_sparse_max, config.filter_incarnations_max)
@@ -168,6 +180,7 @@ impl Replica {
             peer_next: BTreeMap::new(),
             participate_from: None,
             peer_heartbeats: BTreeMap::new(),
+            probe: 0,
             decision_replies: BTreeMap::new(),
             served: BTreeMap::new(),
             metrics: ReplicaMetrics::default(),
@@ -185,6 +198,9 @@ impl Replica {
             None if empty && rejoin => None,
             None => Some(Slot::ZERO),
         };
+        if replica.participate_from.is_none() {
+            replica.probe = replica.rng.next_u64().max(1);
+        }
         if learner_record.is_none() && replica.participate_from.is_none() {
             // Written before anything else, so a learner that restarts (its
             // store no longer empty) stays a learner.
@@ -196,7 +212,7 @@ impl Replica {
         replica.resolve_participation(now);
         if replica.participate_from.is_none() {
             // Ask where the peers are: they answer a learner at once.
-            replica.send_heartbeat(None);
+            replica.send_heartbeat();
         }
         Ok(replica)
     }
@@ -440,16 +456,24 @@ impl Replica {
                 responder_next,
                 compacted_below,
             } => self.on_catch_up_reply(now, from, decisions, responder_next, compacted_below),
-            Message::Heartbeat { next_slot, learner } => {
+            Message::Heartbeat {
+                next_slot,
+                learner,
+                probe,
+            } => {
                 self.note_peer_progress(from, next_slot);
-                self.peer_heartbeats.insert(from, (next_slot, learner));
+                if learner || (probe != 0 && probe == self.probe) {
+                    // Only answers to this start's probe count for the
+                    // guard: an older report may predate the loss.
+                    self.peer_heartbeats.insert(from, (next_slot, learner));
+                }
                 if learner && !self.is_learner() {
                     // A peer that started empty waits to hear from us:
                     // answer now rather than at our next beat (a learner
                     // beats no faster than anyone, so neither do these;
                     // learners do not answer each other, or two would
                     // answer each other for ever).
-                    self.send_heartbeat(Some(from));
+                    self.send_heartbeat_to(from, probe);
                 }
                 self.resolve_participation(now);
                 if self.is_learner() {
@@ -509,7 +533,7 @@ impl Replica {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
-            self.send_heartbeat(None);
+            self.send_heartbeat();
         }
         if now >= self.next_check {
             let stalled = now.saturating_duration_since(self.last_progress)
@@ -1310,17 +1334,28 @@ impl Replica {
         }
     }
 
-    /// Sends a heartbeat to `to`, or to every peer.
-    fn send_heartbeat(&mut self, to: Option<NodeId>) {
+    /// Sends a heartbeat to every peer (with this start's probe while a
+    /// learner).
+    fn send_heartbeat(&mut self) {
+        let learner = self.is_learner();
         let message = Message::Heartbeat {
             next_slot: self.next_slot,
-            learner: self.is_learner(),
+            learner,
+            probe: if learner { self.probe } else { 0 },
         };
         let envelope = self.envelope(message);
-        match to {
-            Some(to) => self.emit_now(Action::Send { to, envelope }),
-            None => self.emit_now(Action::Broadcast { envelope }),
-        }
+        self.emit_now(Action::Broadcast { envelope });
+    }
+
+    /// Answers a learner's heartbeat at once, echoing its probe.
+    fn send_heartbeat_to(&mut self, to: NodeId, probe: u64) {
+        let message = Message::Heartbeat {
+            next_slot: self.next_slot,
+            learner: false,
+            probe,
+        };
+        let envelope = self.envelope(message);
+        self.emit_now(Action::Send { to, envelope });
     }
 
     fn retransmit_current(&mut self) {

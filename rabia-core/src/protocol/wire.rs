@@ -126,6 +126,7 @@ mod tests {
             Message::Heartbeat {
                 next_slot: Slot(8),
                 learner: false,
+                probe: 0,
             },
             Message::SnapshotRequest,
             Message::SnapshotChunk {

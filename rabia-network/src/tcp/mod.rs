@@ -325,6 +325,7 @@ mod tests {
             message: Message::Heartbeat {
                 next_slot: Slot(9),
                 learner: false,
+                probe: 0,
             },
         };
         let mut out = Vec::new();
@@ -344,6 +345,7 @@ mod tests {
             message: Message::Heartbeat {
                 next_slot: Slot(10),
                 learner: false,
+                probe: 0,
             },
         };
         let mut out = Vec::new();

@@ -310,16 +310,20 @@ impl Wal {
         self.segments.last().map_or(0, |s| s.len)
     }
     /// Deletes whole segments whose records are all below `slot` (never the
-    /// segment being written).
+    /// segment being written). A segment holding a record that is never
+    /// dropped (a learner's record, whose slot is the maximum) is kept, and
+    /// later ones are still deleted around it.
     pub(crate) fn truncate_before(&mut self, slot: Slot) -> Result<usize, PersistenceError> {
         let mut removed = 0;
-        while self.segments.len() > 1 {
-            let first = &self.segments[0];
-            if first.max_slot.is_some_and(|max| max >= slot) {
-                break;
+        let mut i = 0;
+        while i + 1 < self.segments.len() {
+            let segment = &self.segments[i];
+            if segment.max_slot.is_some_and(|max| max >= slot) {
+                i += 1;
+                continue;
             }
-            fs::remove_file(&first.path).map_err(|e| io_error(&first.path, e))?;
-            self.segments.remove(0);
+            fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
+            self.segments.remove(i);
             removed += 1;
         }
         if removed > 0 {

@@ -61,6 +61,7 @@ fn heartbeat(from: NodeId, mark: u64) -> Envelope {
         message: Message::Heartbeat {
             next_slot: Slot(mark),
             learner: false,
+            probe: 0,
         },
     }
 }
