@@ -1,5 +1,6 @@
 //! `rabia-chaos`: a real multi-process `rabia-kv` cluster on loopback under
-//! faults — SIGKILL and restart, SIGSTOP/SIGCONT, and network partitions
+//! faults — SIGKILL and restart, SIGSTOP/SIGCONT, a lost data directory
+//! (restart empty with `--rejoin`), and network partitions
 //! through a link-level proxy per node pair — driven by concurrent clients
 //! whose every invocation and completion is recorded. At the end it heals
 //! everything, checks the history for linearizability and checks that the
@@ -84,6 +85,9 @@ pub struct Summary {
     pub linearizable: bool,
     /// Convergence: `None` if every replica agrees, else what differs.
     pub divergence: Option<String>,
+    /// Nodes brought back empty with `--rejoin` that were still learning
+    /// 30 s later.
+    pub stuck_learners: u64,
     /// Where data and logs are.
     pub dir: PathBuf,
 }
@@ -91,7 +95,7 @@ pub struct Summary {
 impl Summary {
     /// True if the run found nothing wrong.
     pub fn passed(&self) -> bool {
-        self.linearizable && self.divergence.is_none()
+        self.linearizable && self.divergence.is_none() && self.stuck_learners == 0
     }
 }
 
@@ -112,6 +116,13 @@ impl std::fmt::Display for Summary {
         match &self.divergence {
             None => writeln!(f, "convergence: every replica holds the same values")?,
             Some(d) => writeln!(f, "convergence: FAILED: {d}")?,
+        }
+        if self.stuck_learners > 0 {
+            writeln!(
+                f,
+                "rejoin: FAILED: {} node(s) brought back empty still learning after 30 s",
+                self.stuck_learners
+            )?;
         }
         writeln!(f, "data and logs: {}", self.dir.display())?;
         write!(
@@ -141,6 +152,7 @@ pub enum ChaosError {
 struct Node {
     id: u64,
     resp: SocketAddr,
+    data: PathBuf,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -244,6 +256,21 @@ async fn wait_quiescent(nodes: &[Node], limit: Duration) -> Result<(), String> {
     Err(format!("replicas did not settle within {limit:?} ({last})"))
 }
 
+/// Waits until `node` reports `learner:0` in `INFO rabia`; false if it
+/// is still learning at `deadline`.
+async fn wait_participating(node: &Node, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        let info = client::request(node.resp, &[b"INFO", b"rabia"], Duration::from_secs(2)).await;
+        if let Ok(crate::resp::Value::Bulk(Some(text))) = info {
+            if String::from_utf8_lossy(&text).contains("learner:0\r\n") {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Runs the chaos scenario and reports what it found.
 pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
     if !(3..=9).contains(&args.nodes) {
@@ -319,6 +346,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
         nodes.push(Node {
             id: i,
             resp,
+            data: data.clone(),
             args: vec![
                 "--read-mode".into(),
                 read_mode.into(),
@@ -375,6 +403,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
     // before the next.
     let f = ((args.nodes - 1) / 2) as usize;
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut stuck_learners = 0;
     while Instant::now() + Duration::from_millis(500) < until {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1200))).await;
         let hold = Duration::from_millis(rng.gen_range(300..2500));
@@ -383,7 +412,30 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
             victims.swap(i, rng.gen_range(0..=i));
         }
         victims.truncate(rng.gen_range(1..=f.max(1)));
-        match rng.gen_range(0..4) {
+        // A replacement needs two more slots decided to take part, so the
+        // lost-disk fault comes only while the clients have time left.
+        let time_left = until.saturating_duration_since(Instant::now());
+        let kinds = if time_left > Duration::from_secs(10) { 5 } else { 4 };
+        match rng.gen_range(0..kinds) {
+            4 => {
+                // A lost disk: the node comes back empty as a replacement
+                // (--rejoin), learns how far its predecessor may have
+                // gone, and takes part again. One node at a time, and the
+                // next fault waits until it takes part (two learners in a
+                // cluster of three would wait for each other for ever).
+                *faults.entry("lose data+rejoin").or_default() += 1;
+                let v = victims[0];
+                nodes[v].sigkill().await;
+                let _ = std::fs::remove_dir_all(&nodes[v].data);
+                if !nodes[v].args.iter().any(|a| a == "--rejoin") {
+                    nodes[v].args.push("--rejoin".into());
+                }
+                tokio::time::sleep(hold).await;
+                nodes[v].spawn(&bin)?;
+                if !wait_participating(&nodes[v], Instant::now() + Duration::from_secs(30)).await {
+                    stuck_learners += 1;
+                }
+            }
             0 => {
                 *faults.entry("kill+restart").or_default() += 1;
                 for &v in &victims {
@@ -525,6 +577,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
         } else {
             Some(divergence.join("; "))
         },
+        stuck_learners,
         dir,
     })
 }
