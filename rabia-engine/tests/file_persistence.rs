@@ -67,6 +67,23 @@ fn start(
     }
 }
 
+/// Stops the first of three nodes, submits through the third (which the
+/// second and third can decide only if the third takes part), returns the
+/// sum it answers, and stops the rest.
+async fn serves_without_the_first(nodes: &mut [Node]) -> u64 {
+    nodes[0].handle.shutdown();
+    (&mut nodes[0].task).await.unwrap().unwrap();
+    let reply = nodes[2]
+        .handle
+        .submit(Operation::new(vec![1]))
+        .await
+        .unwrap();
+    for node in &nodes[1..] {
+        node.handle.shutdown();
+    }
+    u64::from_le_bytes(reply.try_into().unwrap())
+}
+
 async fn sum(node: &Node) -> u64 {
     node.reader.read_local(|s: &Sum| s.0).await.unwrap()
 }
@@ -182,17 +199,7 @@ async fn a_brand_new_replica_joins_a_cluster_with_compacted_history() {
     .clone();
     assert!(status.protocol.snapshot_requests >= 1);
     // It now takes part: stop another replica and the cluster still serves.
-    nodes[0].handle.shutdown();
-    (&mut nodes[0].task).await.unwrap().unwrap();
-    let reply = nodes[2]
-        .handle
-        .submit(Operation::new(vec![1]))
-        .await
-        .unwrap();
-    assert_eq!(u64::from_le_bytes(reply.try_into().unwrap()), 102);
-    for node in &nodes[1..] {
-        node.handle.shutdown();
-    }
+    assert_eq!(serves_without_the_first(&mut nodes).await, 102);
 }
 
 /// A replica whose data directory is lost comes back empty under the same
@@ -251,15 +258,5 @@ async fn a_replica_that_lost_its_data_rejoins_as_a_learner_first() {
         .clone();
     assert!(status.next_slot >= from);
     // It now takes part: with node 1 down, nodes 2 and 3 still decide.
-    nodes[0].handle.shutdown();
-    (&mut nodes[0].task).await.unwrap().unwrap();
-    let reply = nodes[2]
-        .handle
-        .submit(Operation::new(vec![1]))
-        .await
-        .unwrap();
-    assert_eq!(u64::from_le_bytes(reply.try_into().unwrap()), 34);
-    for node in &nodes[1..] {
-        node.handle.shutdown();
-    }
+    assert_eq!(serves_without_the_first(&mut nodes).await, 34);
 }

@@ -22,15 +22,25 @@ fn violations(
         .collect()
 }
 
-#[test]
-fn decision_threshold_one_below_f_plus_one_breaks_agreement() {
-    let found = violations(Mutation::DecideThresholdMinusOne, 3, 1..200);
-    println!("decide-threshold-minus-one: {found:?}");
+/// Runs `mutation` on 3 nodes over `seeds` and requires an agreement (or
+/// convergence) violation among what the checkers report.
+fn assert_breaks_agreement(label: &str, mutation: Mutation, seeds: std::ops::Range<u64>) {
+    let found = violations(mutation, 3, seeds);
+    println!("{label}: {found:?}");
     assert!(
         found
             .iter()
             .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
         "no agreement violation found: {found:?}"
+    );
+}
+
+#[test]
+fn decision_threshold_one_below_f_plus_one_breaks_agreement() {
+    assert_breaks_agreement(
+        "decide-threshold-minus-one",
+        Mutation::DecideThresholdMinusOne,
+        1..200,
     );
 }
 
@@ -46,38 +56,21 @@ fn per_replica_coin_does_not_terminate() {
 
 #[test]
 fn sending_before_persisting_equivocates_after_restart() {
-    let found = violations(Mutation::SendBeforePersist, 3, 1..120);
-    println!("send-before-persist: {found:?}");
-    assert!(
-        found
-            .iter()
-            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
-        "no agreement violation found: {found:?}"
-    );
+    assert_breaks_agreement("send-before-persist", Mutation::SendBeforePersist, 1..120);
 }
 
 #[test]
 fn delivering_before_own_votes_are_durable_is_caught() {
-    let found = violations(Mutation::DeliverBeforeVotesDurable, 3, 1..300);
-    println!("deliver-before-votes-durable: {found:?}");
-    assert!(
-        found
-            .iter()
-            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
-        "no agreement violation found: {found:?}"
+    assert_breaks_agreement(
+        "deliver-before-votes-durable",
+        Mutation::DeliverBeforeVotesDurable,
+        1..300,
     );
 }
 
 #[test]
 fn taking_part_at_once_after_a_lost_store_is_caught() {
-    let found = violations(Mutation::NoFreshStoreGuard, 3, 1..60);
-    println!("no-fresh-store-guard: {found:?}");
-    assert!(
-        found
-            .iter()
-            .any(|(_, k)| matches!(k, ViolationKind::Agreement | ViolationKind::Convergence)),
-        "no agreement violation found: {found:?}"
-    );
+    assert_breaks_agreement("no-fresh-store-guard", Mutation::NoFreshStoreGuard, 1..60);
 }
 
 #[test]

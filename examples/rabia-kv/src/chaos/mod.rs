@@ -415,7 +415,11 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
         // A replacement needs two more slots decided to take part, so the
         // lost-disk fault comes only while the clients have time left.
         let time_left = until.saturating_duration_since(Instant::now());
-        let kinds = if time_left > Duration::from_secs(10) { 5 } else { 4 };
+        let kinds = if time_left > Duration::from_secs(10) {
+            5
+        } else {
+            4
+        };
         match rng.gen_range(0..kinds) {
             4 => {
                 // A lost disk: the node comes back empty as a replacement
