@@ -233,14 +233,16 @@ impl Replica {
     /// The fresh store guard, for a replica started with an empty store
     /// and [`EmptyStore::Rejoin`]: it replaces one whose store was lost,
     /// whose Proposals, States and Votes it no longer remembers; sending
-    /// different ones would be equivocation. The predecessor sent protocol messages only for slots
-    /// up to one past the highest slot decided anywhere (a replica moves
-    /// past a slot only by learning its decision), and every decided slot
-    /// had n − f senders, so at least n − f − 1 peers other than the
-    /// predecessor durably reached it. Any f + 1 participating peers include
-    /// one of them: with M the largest first-undecided slot they report,
-    /// the predecessor touched no slot above M + 1, and this replica takes
-    /// part from M + 2 on, learning the slots before by catch-up.
+    /// different ones would be equivocation. The predecessor sent protocol
+    /// messages only for slots up to one past the highest slot decided
+    /// anywhere (a replica moves past a slot only by learning its
+    /// decision), and every decided slot had n − f senders, so at least
+    /// n − f − 1 peers other than the predecessor durably reached it. Any
+    /// f + 1 participating peers include one of them: with M the largest
+    /// first-undecided slot they report (in answers to this start's probe,
+    /// so sent after the predecessor stopped), the predecessor touched no
+    /// slot above M + 1, and this replica takes part from M + 2 on,
+    /// learning the slots before by catch-up.
     fn resolve_participation(&mut self, now: Instant) {
         if self.participate_from.is_some() {
             return;
