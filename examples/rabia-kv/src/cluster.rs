@@ -181,8 +181,16 @@ pub async fn run(args: LocalClusterArgs) -> Result<(), ClusterError> {
             _ = tokio::signal::ctrl_c() => break,
             (id, status) = first_exit(&mut nodes) => {
                 if let Some(node) = nodes.iter().find(|n| n.id == id) {
+                    // --rejoin: if its data is gone it learns before it
+                    // votes (no effect otherwise). A cluster of two
+                    // refuses it: the other node cannot decide alone.
+                    let (why, flag) = if args.nodes == 2 {
+                        ("", "")
+                    } else {
+                        (" (--rejoin: if its data is gone it learns before it votes; no effect otherwise)", " --rejoin")
+                    };
                     println!(
-                        "node {id} exited ({status}); the others keep serving. Its log: {}\nRestart it by hand with (--rejoin: if its data is gone it learns before it votes; no effect otherwise):\n  {} --rejoin",
+                        "node {id} exited ({status}); the others keep serving. Its log: {}\nRestart it by hand with{why}:\n  {}{flag}",
                         node.log.display(),
                         node.command
                     );
