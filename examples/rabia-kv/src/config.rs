@@ -201,6 +201,13 @@ impl Settings {
         if batch_timeout.is_zero() {
             return Err(invalid("batch_timeout_ms", "must be positive"));
         }
+        let rejoin = self.rejoin.unwrap_or(false);
+        if rejoin && peers.len() == 2 {
+            return Err(invalid(
+                "rejoin",
+                "a cluster of 2 nodes cannot take a rejoining node back (the other node cannot decide alone)",
+            ));
+        }
         Ok(NodeConfig {
             id,
             listen,
@@ -213,7 +220,7 @@ impl Settings {
             read_mode: self.read_mode.unwrap_or(ReadMode::Linearizable),
             max_batch_size,
             batch_timeout,
-            rejoin: self.rejoin.unwrap_or(false),
+            rejoin,
         })
     }
 }
@@ -380,6 +387,21 @@ mod tests {
         }
         .validate()
         .is_ok());
+        let two_rejoin = Settings {
+            peers: Some(parse_peers_flag("1=127.0.0.1:7001,2=127.0.0.1:7002").unwrap()),
+            rejoin: Some(true),
+            ..base()
+        };
+        assert!(e(two_rejoin).contains("invalid `rejoin`"));
+        assert!(
+            Settings {
+                rejoin: Some(true),
+                ..base()
+            }
+            .validate()
+            .unwrap()
+            .rejoin
+        );
     }
 
     #[test]
