@@ -84,16 +84,27 @@ async fn serves_without_the_first(nodes: &mut [Node]) -> u64 {
     u64::from_le_bytes(reply.try_into().unwrap())
 }
 
+/// Three data directories (kept alive by the first element), their paths,
+/// three node ids and a network between them.
+fn three_nodes() -> (
+    Vec<tempfile::TempDir>,
+    Vec<PathBuf>,
+    Vec<NodeId>,
+    InMemoryNetwork,
+) {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+    (dirs, paths, ids, InMemoryNetwork::new(10_000))
+}
+
 async fn sum(node: &Node) -> u64 {
     node.reader.read_local(|s: &Sum| s.0).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restarts_from_its_data_directory() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
-    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
-    let network = InMemoryNetwork::new(10_000);
+    let (_dirs, paths, ids, network) = three_nodes();
     let config = RabiaConfig {
         max_log_size: 200, // snapshots every few operations
         ..RabiaConfig::default()
@@ -147,10 +158,7 @@ async fn a_replica_restarts_from_its_data_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brand_new_replica_joins_a_cluster_with_compacted_history() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
-    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
-    let network = InMemoryNetwork::new(10_000);
+    let (_dirs, paths, ids, network) = three_nodes();
     let config = RabiaConfig {
         max_retained_decisions: 64,
         max_log_size: 100,
@@ -208,10 +216,7 @@ async fn a_brand_new_replica_joins_a_cluster_with_compacted_history() {
 /// part (the cluster serves with it and one other replica).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_lost_its_data_rejoins_as_a_learner_first() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
-    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
-    let network = InMemoryNetwork::new(10_000);
+    let (_dirs, paths, ids, network) = three_nodes();
     let config = RabiaConfig::default();
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| start(ids[i], &ids, &paths[i], &network, config.clone()))

@@ -61,6 +61,18 @@ fn recover(dir: &Path) -> Result<Vec<PersistRecord>, PersistenceError> {
     })
 }
 
+/// Recovery of `dir` must fail with corruption: (file, offset, reason).
+fn corruption(dir: &Path) -> (PathBuf, u64, String) {
+    match recover(dir) {
+        Err(PersistenceError::Corrupted {
+            path,
+            offset,
+            reason,
+        }) => (path, offset, reason),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
 #[test]
 fn records_survive_reopen_and_incarnations_increase() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,18 +136,10 @@ fn corruption_in_the_middle_is_a_fatal_error_naming_file_and_offset() {
     let victim = ends[1] as usize + 10; // inside record 2's payload
     bytes[victim] ^= 0x40;
     std::fs::write(&segment, &bytes).unwrap();
-    match recover(dir.path()) {
-        Err(PersistenceError::Corrupted {
-            path,
-            offset,
-            reason,
-        }) => {
-            assert_eq!(path, segment);
-            assert_eq!(offset, ends[1]);
-            assert!(reason.contains("checksum"), "{reason}");
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
+    let (path, offset, reason) = corruption(dir.path());
+    assert_eq!(path, segment);
+    assert_eq!(offset, ends[1]);
+    assert!(reason.contains("checksum"), "{reason}");
 }
 
 /// A crash in the middle of a group write may leave its sectors on disk in
@@ -185,13 +189,9 @@ fn a_damaged_group_followed_by_a_synced_one_is_corruption() {
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[ends[1] as usize..ends[1] as usize + 20].fill(0);
     std::fs::write(&segment, &bytes).unwrap();
-    match recover(dir.path()) {
-        Err(PersistenceError::Corrupted { offset, reason, .. }) => {
-            assert_eq!(offset, ends[1]);
-            assert!(reason.contains("synced"), "{reason}");
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
+    let (_, offset, reason) = corruption(dir.path());
+    assert_eq!(offset, ends[1]);
+    assert!(reason.contains("synced"), "{reason}");
 }
 
 /// Segments of the earlier format (version 1: `len | crc32c | payload`

@@ -187,6 +187,21 @@ impl KvCluster {
         }
     }
 
+    /// Sets `k{k}` to `v{k}` for every k in `keys`, through node `via(k)`,
+    /// and records each acknowledged write in `acked`.
+    fn write(
+        &self,
+        keys: std::ops::Range<usize>,
+        via: impl Fn(usize) -> usize,
+        acked: &mut Vec<(String, String)>,
+    ) {
+        for k in keys {
+            let (key, value) = (format!("k{k}"), format!("v{k}"));
+            self.set(via(k), &key, &value);
+            acked.push((key, value));
+        }
+    }
+
     /// Every key in `expected` has its value when read through every node.
     fn assert_everywhere(&self, expected: &[(String, String)]) {
         self.assert_on(0..self.nodes.len(), expected);
@@ -229,25 +244,13 @@ impl Drop for KvCluster {
 fn a_killed_node_restarts_from_disk_and_catches_up() {
     let mut cluster = KvCluster::start(3);
     let mut acked = Vec::new();
-    for k in 0..60 {
-        let (key, value) = (format!("k{k}"), format!("v{k}"));
-        cluster.set(k % 3, &key, &value);
-        acked.push((key, value));
-    }
+    cluster.write(0..60, |k| k % 3, &mut acked);
     cluster.sigkill(2);
     // Two of three keep serving.
-    for k in 60..120 {
-        let (key, value) = (format!("k{k}"), format!("v{k}"));
-        cluster.set(k % 2, &key, &value);
-        acked.push((key, value));
-    }
+    cluster.write(60..120, |k| k % 2, &mut acked);
     cluster.spawn(2);
     cluster.wait_ready(2);
-    for k in 120..140 {
-        let (key, value) = (format!("k{k}"), format!("v{k}"));
-        cluster.set(2, &key, &value);
-        acked.push((key, value));
-    }
+    cluster.write(120..140, |_| 2, &mut acked);
     cluster.assert_everywhere(&acked);
 }
 
@@ -258,21 +261,13 @@ fn a_killed_node_restarts_from_disk_and_catches_up() {
 fn a_node_that_lost_its_data_rejoins_with_rejoin() {
     let mut cluster = KvCluster::start(3);
     let mut acked = Vec::new();
-    for k in 0..30 {
-        let (key, value) = (format!("k{k}"), format!("v{k}"));
-        cluster.set(k % 3, &key, &value);
-        acked.push((key, value));
-    }
+    cluster.write(0..30, |k| k % 3, &mut acked);
     cluster.sigkill(2);
     std::fs::remove_dir_all(&cluster.nodes[2].data).unwrap();
     cluster.spawn_with(2, &["--rejoin"]);
     cluster.wait_ready(2);
     // Writes through the learner are decided by the others.
-    for k in 30..40 {
-        let (key, value) = (format!("k{k}"), format!("v{k}"));
-        cluster.set(2, &key, &value);
-        acked.push((key, value));
-    }
+    cluster.write(30..40, |_| 2, &mut acked);
     let deadline = Instant::now() + DEADLINE;
     loop {
         let info: String = redis::cmd("INFO")
@@ -294,11 +289,7 @@ fn a_node_that_lost_its_data_rejoins_with_rejoin() {
     }
     // It takes part now: with node 1 gone, nodes 2 and 3 still decide.
     cluster.sigkill(0);
-    for k in 40..50 {
-        let (key, value) = (format!("k{k}"), format!("v{k}"));
-        cluster.set(1 + k % 2, &key, &value);
-        acked.push((key, value));
-    }
+    cluster.write(40..50, |k| 1 + k % 2, &mut acked);
     cluster.assert_on(1..3, &acked);
 }
 

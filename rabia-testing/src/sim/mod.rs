@@ -476,6 +476,23 @@ impl World {
 
     // ------------------------------------------------------------- planning
 
+    /// Schedules a crash of a random node at a random time of the fault
+    /// phase (nanoseconds), restarting it 1 ms to `down_max_us` later,
+    /// with its store lost if `wipe`.
+    fn plan_crash_restart(&mut self, phase: u64, down_max_us: u64, wipe: bool) {
+        let at = Instant(self.rng.gen_range(0..phase));
+        let node = self.rng.gen_range(0..self.nodes.len());
+        let down = Duration::from_micros(self.rng.gen_range(1_000..down_max_us));
+        self.queue.push(
+            at,
+            Event::Crash {
+                node,
+                restart_after: Some(down),
+                wipe,
+            },
+        );
+    }
+
     fn plan_faults(&mut self) {
         let phase = self.config.fault_phase.as_nanos() as u64;
         let n = self.nodes.len();
@@ -484,34 +501,14 @@ impl World {
         if faults.crash_restart {
             self.targeted_crash = self.rng.gen_range(0.0..0.01);
             for _ in 0..self.rng.gen_range(0..=5) {
-                let at = Instant(self.rng.gen_range(0..phase));
-                let node = self.rng.gen_range(0..n);
-                let down = Duration::from_micros(self.rng.gen_range(1_000..600_000));
-                self.queue.push(
-                    at,
-                    Event::Crash {
-                        node,
-                        restart_after: Some(down),
-                        wipe: false,
-                    },
-                );
+                self.plan_crash_restart(phase, 600_000, false);
             }
         }
         // A lost store makes its node a learner until it hears f + 1
         // participating peers: keep the crash-stops to f − 1 then.
         let disk_loss = faults.disk_loss && f > 0 && self.rng.gen_bool(0.3);
         if disk_loss {
-            let at = Instant(self.rng.gen_range(0..phase));
-            let node = self.rng.gen_range(0..n);
-            let down = Duration::from_micros(self.rng.gen_range(1_000..300_000));
-            self.queue.push(
-                at,
-                Event::Crash {
-                    node,
-                    restart_after: Some(down),
-                    wipe: true,
-                },
-            );
+            self.plan_crash_restart(phase, 300_000, true);
         }
         let stops_max = if disk_loss { f - 1 } else { f };
         if faults.crash_stop && stops_max > 0 && self.rng.gen_bool(0.5) {
