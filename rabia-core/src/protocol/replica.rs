@@ -85,9 +85,7 @@ pub struct Replica {
     decided_ahead: BTreeMap<Slot, SlotValue>,
     /// Recently decided values (and when this replica learned them), to
     /// answer laggards.
-    /// Each entry: the value, when this replica learned it, and the phase in
-    /// which it decided by its own rounds (phase 0: learned from a peer).
-    log: BTreeMap<Slot, (SlotValue, Instant, Phase)>,
+    log: BTreeMap<Slot, LoggedDecision>,
     /// Encoded bytes of the batches in `log`.
     log_bytes: usize,
     /// Last issued persist token (0: none yet).
@@ -586,7 +584,7 @@ impl Replica {
 
     /// The decided value of a retained slot.
     pub fn decided_value(&self, slot: Slot) -> Option<&SlotValue> {
-        self.log.get(&slot).map(|(value, _, _)| value)
+        self.log.get(&slot).map(|entry| &entry.value)
     }
 
     /// The decided-batch filter as of `next_slot`: the batches decided in
@@ -911,7 +909,9 @@ impl Replica {
         // always at least one value so a laggard makes progress.
         let mut decisions: Vec<(Slot, SlotValue)> = Vec::new();
         let mut bytes = 0usize;
-        for (slot, (value, _, _)) in self.log.range(first..).take(self.config.catch_up_batch_max) {
+        for (slot, LoggedDecision { value, .. }) in
+            self.log.range(first..).take(self.config.catch_up_batch_max)
+        {
             let size = match value {
                 SlotValue::Null => 16,
                 SlotValue::Batch(batch) => batch.encoded_len() + 16,
@@ -1199,16 +1199,22 @@ impl Replica {
             DecisionSource::Protocol(phase) => phase,
             DecisionSource::Adopted | DecisionSource::Recovered => Phase::EXCHANGE,
         };
-        self.log_bytes += value_bytes(&value);
-        if let Some((old, _, _)) = self.log.insert(slot, (value.clone(), now, decided_phase)) {
-            self.log_bytes -= value_bytes(&old);
+        let entry = LoggedDecision {
+            bytes: value_bytes(&value),
+            value: value.clone(),
+            at: now,
+            phase: decided_phase,
+        };
+        self.log_bytes += entry.bytes;
+        if let Some(old) = self.log.insert(slot, entry) {
+            self.log_bytes -= old.bytes;
         }
         while self.log.len() as u64 > self.config.decided_retention
             || (self.log_bytes > self.config.decided_retention_bytes
                 && self.log.len() as u64 > self.config.slot_window)
         {
-            if let Some((_, (old, _, _))) = self.log.pop_first() {
-                self.log_bytes -= value_bytes(&old);
+            if let Some((_, old)) = self.log.pop_first() {
+                self.log_bytes -= old.bytes;
             }
         }
         let delivery = Action::Deliver(Delivery { slot, outcome });
@@ -1292,7 +1298,12 @@ impl Replica {
     /// if they are still arriving half a retransmit interval later.
     fn reply_decision(&mut self, now: Instant, to: NodeId, slot: Slot, phase: Phase) {
         let grace = self.config.retransmit_interval / 2;
-        if let Some((_, decided_at, decided_phase)) = self.log.get(&slot) {
+        if let Some(LoggedDecision {
+            at: decided_at,
+            phase: decided_phase,
+            ..
+        }) = self.log.get(&slot)
+        {
             let urgent = phase > *decided_phase;
             if !urgent && now.saturating_duration_since(*decided_at) < grace {
                 return;
@@ -1305,7 +1316,7 @@ impl Replica {
         }
         self.decision_replies.insert(to, (slot, now));
         match self.log.get(&slot) {
-            Some((value, _, _)) => {
+            Some(LoggedDecision { value, .. }) => {
                 let envelope = self.envelope(Message::Decision {
                     slot,
                     value: value.clone(),
@@ -1520,6 +1531,19 @@ impl Replica {
 
 /// Own batches a learner forwards again per retransmit interval.
 const REFORWARD_BATCHES_MAX: usize = 16;
+
+/// A decided slot kept in memory to answer laggards.
+#[derive(Debug)]
+struct LoggedDecision {
+    value: SlotValue,
+    /// When this replica learned it.
+    at: Instant,
+    /// The phase in which it decided by its own rounds (phase 0: learned
+    /// from a peer).
+    phase: Phase,
+    /// Encoded bytes of the value (counted against the retention bound).
+    bytes: usize,
+}
 
 /// Encoded bytes a decided value keeps in memory (⊥ counts as nothing).
 fn value_bytes(value: &SlotValue) -> usize {
