@@ -57,7 +57,7 @@
 //! }
 //! for deliveries in &delivered {
 //!     assert_eq!(deliveries.len(), 1);
-//!     assert!(matches!(&deliveries[0].outcome, DeliveryOutcome::Apply(b) if b.operations[0].data == b"hello"));
+//!     assert!(matches!(&deliveries[0].outcome, DeliveryOutcome::Apply(b) if b[0].operations[0].data == b"hello"));
 //! }
 //! ```
 
@@ -75,4 +75,4 @@ pub mod time;
 pub use cluster::{ClusterConfig, Thresholds};
 pub use error::{ConfigError, DecodeError, SubmitError};
 pub use ids::{BatchId, ClientId, Epoch, NodeId, Phase, Slot};
-pub use operation::{Batch, Operation, OrderingKey, SessionTag, SlotValue};
+pub use operation::{Batch, BatchList, Operation, OrderingKey, SessionTag, SlotValue, ValueId};

@@ -102,21 +102,192 @@ pub struct OrderingKey {
     pub id: BatchId,
 }
 
-/// What a slot decides: one batch, or the null value ⊥ (a forfeited slot).
+/// The identity of a proposed value: the ids of its batches, in order.
+///
+/// Two proposals are the same value exactly when their ids are equal, so
+/// the protocol counts proposals and names the majority value (the
+/// `candidate` of States and Votes) by this id. A one-batch value's id is
+/// held inline (no allocation, no shared counter on the hot path).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValueId(IdRepr);
+
+/// Canonical: `One` for exactly one id, `Many` for two or more.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum IdRepr {
+    One(BatchId),
+    Many(Arc<[BatchId]>),
+}
+
+impl ValueId {
+    /// The identity of the one-batch value holding the batch `id`.
+    pub fn single(id: BatchId) -> Self {
+        ValueId(IdRepr::One(id))
+    }
+
+    fn from_ids(ids: Vec<BatchId>) -> Option<Self> {
+        match ids.len() {
+            0 => None,
+            1 => Some(ValueId(IdRepr::One(ids[0]))),
+            _ => Some(ValueId(IdRepr::Many(ids.into()))),
+        }
+    }
+
+    /// The ids of the value's batches, in order.
+    pub fn batch_ids(&self) -> &[BatchId] {
+        match &self.0 {
+            IdRepr::One(id) => std::slice::from_ref(id),
+            IdRepr::Many(ids) => ids,
+        }
+    }
+
+    /// Whether the value holds the batch `id`.
+    pub fn contains(&self, id: BatchId) -> bool {
+        self.batch_ids().contains(&id)
+    }
+}
+
+impl Serialize for ValueId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.batch_ids().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ids = Vec::<BatchId>::deserialize(deserializer)?;
+        ValueId::from_ids(ids)
+            .ok_or_else(|| serde::de::Error::custom("a value id names at least one batch"))
+    }
+}
+
+/// What a replica proposes for a slot and what a slot decides when it does
+/// not decide ⊥: one or more pending batches, oldest first (strictly
+/// increasing [`OrderingKey`]s).
+///
+/// A replica proposes every pending batch it holds (up to its limits), so
+/// one slot carries the batches of every replica that had one: one slot's
+/// messages and syncs are shared by all of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchList {
+    batches: BatchesRepr,
+    id: ValueId,
+}
+
+/// Canonical like [`IdRepr`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum BatchesRepr {
+    One(Arc<Batch>),
+    Many(Arc<[Arc<Batch>]>),
+}
+
+impl BatchList {
+    /// A list of the given batches, or `None` if it is empty or not in
+    /// strictly increasing ordering-key order (which also rules out a batch
+    /// listed twice).
+    pub fn new(mut batches: Vec<Arc<Batch>>) -> Option<Self> {
+        if batches.is_empty()
+            || !batches
+                .windows(2)
+                .all(|w| w[0].ordering_key() < w[1].ordering_key())
+        {
+            return None;
+        }
+        if batches.len() == 1 {
+            return batches.pop().map(BatchList::single);
+        }
+        let id = ValueId::from_ids(batches.iter().map(|b| b.id).collect())?;
+        Some(BatchList {
+            batches: BatchesRepr::Many(batches.into()),
+            id,
+        })
+    }
+
+    /// A list of one batch.
+    pub fn single(batch: Arc<Batch>) -> Self {
+        let id = ValueId::single(batch.id);
+        BatchList {
+            batches: BatchesRepr::One(batch),
+            id,
+        }
+    }
+
+    /// The batches, in order.
+    pub fn batches(&self) -> &[Arc<Batch>] {
+        match &self.batches {
+            BatchesRepr::One(batch) => std::slice::from_ref(batch),
+            BatchesRepr::Many(batches) => batches,
+        }
+    }
+
+    /// The value's identity.
+    pub fn id(&self) -> &ValueId {
+        &self.id
+    }
+
+    /// Number of batches.
+    pub fn len(&self) -> usize {
+        self.batches().len()
+    }
+
+    /// Always false: a list holds at least one batch.
+    pub fn is_empty(&self) -> bool {
+        self.batches().is_empty()
+    }
+
+    /// Number of operations over all batches.
+    pub fn operation_count(&self) -> usize {
+        self.batches().iter().map(|b| b.operations.len()).sum()
+    }
+
+    /// Approximate encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        8 + self
+            .batches()
+            .iter()
+            .map(|b| b.encoded_len())
+            .sum::<usize>()
+    }
+}
+
+impl Serialize for BatchList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.batches().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let batches = Vec::<Arc<Batch>>::deserialize(deserializer)?;
+        BatchList::new(batches).ok_or_else(|| {
+            serde::de::Error::custom("a batch list must be non-empty and in ordering-key order")
+        })
+    }
+}
+
+/// What a slot decides: a list of batches, or the null value ⊥ (a
+/// forfeited slot).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SlotValue {
-    /// ⊥: no batch had a majority; nothing is applied for this slot.
+    /// ⊥: no value had a majority; nothing is applied for this slot.
     Null,
-    /// The batch proposed by a majority of replicas.
-    Batch(Arc<Batch>),
+    /// The value proposed by a majority of replicas.
+    Batches(BatchList),
 }
 
 impl SlotValue {
-    /// The batch identity, if the value is a batch.
-    pub fn batch_id(&self) -> Option<BatchId> {
+    /// The value's identity, unless it is ⊥.
+    pub fn value_id(&self) -> Option<&ValueId> {
         match self {
             SlotValue::Null => None,
-            SlotValue::Batch(batch) => Some(batch.id),
+            SlotValue::Batches(list) => Some(list.id()),
+        }
+    }
+
+    /// The decided batches, in order (none for ⊥).
+    pub fn batches(&self) -> &[Arc<Batch>] {
+        match self {
+            SlotValue::Null => &[],
+            SlotValue::Batches(list) => list.batches(),
         }
     }
 

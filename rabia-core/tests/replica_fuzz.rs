@@ -9,7 +9,9 @@ use rabia_core::protocol::{
     Action, Bit, Envelope, Message, PersistToken, RecoveredState, Replica, ReplicaConfig, VoteValue,
 };
 use rabia_core::time::Instant;
-use rabia_core::{Batch, BatchId, ClusterConfig, Epoch, NodeId, Operation, Phase, Slot, SlotValue};
+use rabia_core::{
+    Batch, BatchId, BatchList, ClusterConfig, Epoch, NodeId, Operation, Phase, Slot, SlotValue,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +44,20 @@ fn batch() -> impl Strategy<Value = Arc<Batch>> {
     )
 }
 
+/// One to three batches, put in ordering-key order (duplicates dropped).
+fn batch_list() -> impl Strategy<Value = BatchList> {
+    proptest::collection::vec(batch(), 1..4).prop_map(|mut batches| {
+        batches.sort_by_key(|b| b.ordering_key());
+        batches.dedup_by_key(|b| b.ordering_key());
+        BatchList::new(batches).expect("sorted and non-empty")
+    })
+}
+
 fn value() -> impl Strategy<Value = SlotValue> {
-    prop_oneof![Just(SlotValue::Null), batch().prop_map(SlotValue::Batch)]
+    prop_oneof![
+        Just(SlotValue::Null),
+        batch_list().prop_map(SlotValue::Batches)
+    ]
 }
 
 fn bit() -> impl Strategy<Value = Bit> {
@@ -53,12 +67,12 @@ fn bit() -> impl Strategy<Value = Bit> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         batch().prop_map(|batch| Message::Forward { batch }),
-        (slot(), batch()).prop_map(|(slot, batch)| Message::Proposal { slot, batch }),
+        (slot(), batch_list()).prop_map(|(slot, value)| Message::Proposal { slot, value }),
         (
             slot(),
             phase(),
             bit(),
-            proptest::option::of(batch().prop_map(|b| b.id))
+            proptest::option::of(batch_list().prop_map(|l| l.id().clone()))
         )
             .prop_map(|(slot, phase, bit, candidate)| Message::State {
                 slot,
@@ -70,7 +84,7 @@ fn message() -> impl Strategy<Value = Message> {
             slot(),
             phase(),
             prop_oneof![Just(VoteValue::Unknown), bit().prop_map(VoteValue::Bit)],
-            proptest::option::of(batch().prop_map(|b| b.id))
+            proptest::option::of(batch_list().prop_map(|l| l.id().clone()))
         )
             .prop_map(|(slot, phase, vote, candidate)| Message::Vote {
                 slot,
@@ -79,9 +93,12 @@ fn message() -> impl Strategy<Value = Message> {
                 candidate
             }),
         (slot(), value()).prop_map(|(slot, value)| Message::Decision { slot, value }),
-        (slot(), proptest::option::of(batch().prop_map(|b| b.id)))
+        (
+            slot(),
+            proptest::option::of(batch_list().prop_map(|l| l.id().clone()))
+        )
             .prop_map(|(slot, candidate)| Message::ProposalRequest { slot, candidate }),
-        (slot(), batch()).prop_map(|(slot, batch)| Message::ProposalReply { slot, batch }),
+        (slot(), batch_list()).prop_map(|(slot, value)| Message::ProposalReply { slot, value }),
         slot().prop_map(|from| Message::CatchUpRequest { from }),
         (
             proptest::collection::vec((slot(), value()), 0..4),

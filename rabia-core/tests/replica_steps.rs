@@ -136,9 +136,13 @@ impl Net {
         self.delivered[i]
             .iter()
             .map(|d| match &d.outcome {
-                DeliveryOutcome::Apply(b) => {
-                    Some(String::from_utf8_lossy(&b.operations[0].data).into_owned())
-                }
+                DeliveryOutcome::Apply(batches) => Some(
+                    batches
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(&b.operations[0].data).into_owned())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                ),
                 DeliveryOutcome::Null => None,
                 DeliveryOutcome::Duplicate(_) => Some("<dup>".into()),
             })
@@ -169,7 +173,7 @@ fn one_submission_takes_the_fast_path_everywhere() {
 }
 
 #[test]
-fn split_proposals_forfeit_the_slot_then_decide_in_key_order() {
+fn split_proposals_forfeit_the_slot_then_decide_all_batches_in_key_order() {
     let mut net = Net::new(3);
     // Each replica proposes its own batch before hearing anyone else.
     for (i, text) in ["a", "b", "c"].iter().enumerate() {
@@ -182,10 +186,12 @@ fn split_proposals_forfeit_the_slot_then_decide_in_key_order() {
         let applied = net.applied_batches(i);
         assert_eq!(applied[0], None, "slot 0 must be ⊥ (no majority)");
         let batches: Vec<_> = applied.iter().flatten().cloned().collect();
+        // The next slot's proposals each carry every pending batch, so one
+        // slot decides all three.
         assert_eq!(
             batches,
-            vec!["a", "b", "c"],
-            "every batch exactly once, oldest key first"
+            vec!["a+b+c"],
+            "every batch exactly once, in one slot, oldest key first"
         );
     }
     assert_eq!(net.applied_batches(0), net.applied_batches(1));
@@ -244,12 +250,13 @@ fn restart_resends_exactly_what_was_recorded() {
         if let Action::Broadcast {
             envelope:
                 Envelope {
-                    message: Message::Proposal { batch, .. },
+                    message: Message::Proposal { value, .. },
                     ..
                 },
         } = action
         {
-            proposals.push(String::from_utf8_lossy(&batch.operations[0].data).into_owned());
+            proposals
+                .push(String::from_utf8_lossy(&value.batches()[0].operations[0].data).into_owned());
         }
     }
     assert_eq!(proposals, vec!["first"]);
@@ -319,7 +326,7 @@ fn stale_messages_are_answered_with_the_decision() {
     assert!(
         matches!(
             &reply,
-            Some(Action::Send { to, envelope: Envelope { message: Message::Decision { slot: Slot(0), value: SlotValue::Batch(_) }, .. } })
+            Some(Action::Send { to, envelope: Envelope { message: Message::Decision { slot: Slot(0), value: SlotValue::Batches(_) }, .. } })
                 if *to == net.ids[1]
         ),
         "{reply:?}"

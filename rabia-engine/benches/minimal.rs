@@ -116,6 +116,8 @@ struct RunResult {
     null_rate: f64,
     phases: f64,
     batch: f64,
+    /// Operations per slot that decided a value (not ⊥).
+    per_slot: f64,
 }
 
 async fn client(handle: EngineHandle, remaining: Arc<AtomicU64>, payload: usize) -> Histogram {
@@ -198,6 +200,14 @@ fn summarize(
         .sum();
     let phases: u64 = status.iter().map(|s| s.protocol.phases_total).sum();
     let batches: u64 = status.iter().map(|s| s.batches_created).sum();
+    if std::env::var_os("RABIA_BENCH_DEBUG").is_some() {
+        let proposed: u64 = status.iter().map(|s| s.protocol.proposed_batches).sum();
+        let proposals: u64 = status.iter().map(|s| s.protocol.proposals_sent).sum();
+        eprintln!(
+            "batches per proposal {:.2}",
+            proposed as f64 / proposals.max(1) as f64
+        );
+    }
     let summary = latency.summary();
     RunResult {
         ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
@@ -217,6 +227,11 @@ fn summarize(
             0.0
         } else {
             ops as f64 / batches as f64
+        },
+        per_slot: if decided <= nulls {
+            0.0
+        } else {
+            ops as f64 / (decided - nulls) as f64
         },
     }
 }
@@ -350,8 +365,8 @@ fn main() {
         args.payload, args.ops, args.runs, args.runtime
     );
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8}",
-        "clients", "ops/s", "p50", "p99", "⊥ rate", "phases", "batch"
+        "{:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "clients", "ops/s", "p50", "p99", "⊥ rate", "phases", "batch", "ops/slot"
     );
     for &clients in &args.clients {
         let ops = if clients == 1 {
@@ -373,14 +388,15 @@ fn main() {
         results.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
         let m = &results[results.len() / 2];
         println!(
-            "{:>8} {:>12.0} {:>10.2?} {:>10.2?} {:>7.2}% {:>8.3} {:>8.1}",
+            "{:>8} {:>12.0} {:>10.2?} {:>10.2?} {:>7.2}% {:>8.3} {:>8.1} {:>8.1}",
             clients,
             m.ops_per_sec,
             m.p50,
             m.p99,
             m.null_rate * 100.0,
             m.phases,
-            m.batch
+            m.batch,
+            m.per_slot
         );
     }
 }

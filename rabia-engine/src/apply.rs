@@ -137,22 +137,24 @@ impl<SM: StateMachine + 'static> Applier<SM> {
             )));
         }
         self.next_slot = delivery.slot.next();
-        let DeliveryOutcome::Apply(batch) = delivery.outcome else {
+        let DeliveryOutcome::Apply(batches) = delivery.outcome else {
             return Ok(());
         };
-        self.filter.insert(batch.id);
         self.applied_since_snapshot = true;
-        let mut waiters = self
-            .waiters
-            .lock()
-            .ok()
-            .and_then(|mut registry| registry.remove(&batch.id))
-            .unwrap_or_default();
-        for (i, operation) in batch.operations.iter().enumerate() {
-            self.bytes_since_snapshot += operation.encoded_len();
-            let reply = self.apply_one(operation).await;
-            if let Some(waiter) = waiters.get_mut(i).and_then(Option::take) {
-                let _ = waiter.send(reply);
+        for batch in batches {
+            self.filter.insert(batch.id);
+            let mut waiters = self
+                .waiters
+                .lock()
+                .ok()
+                .and_then(|mut registry| registry.remove(&batch.id))
+                .unwrap_or_default();
+            for (i, operation) in batch.operations.iter().enumerate() {
+                self.bytes_since_snapshot += operation.encoded_len();
+                let reply = self.apply_one(operation).await;
+                if let Some(waiter) = waiters.get_mut(i).and_then(Option::take) {
+                    let _ = waiter.send(reply);
+                }
             }
         }
         Ok(())

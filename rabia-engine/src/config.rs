@@ -174,6 +174,8 @@ impl RabiaConfig {
             // Accept what any peer may send (its chunk size may differ from
             // ours); `snapshot_chunk_bytes` only sizes the chunks we send.
             snapshot_chunk_bytes_max: rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2,
+            // Released by the driver once the decided slot is applied.
+            hold_opening_after_decision: true,
             ..ReplicaConfig::default()
         }
     }

@@ -26,7 +26,7 @@
 //! record: the value is already fixed by durable votes).
 
 use crate::ids::{BatchId, NodeId, Slot};
-use crate::operation::{Batch, SlotValue};
+use crate::operation::{Batch, SlotValue, ValueId};
 use crate::protocol::message::{Envelope, Message};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -82,13 +82,15 @@ impl PersistRecord {
 /// What to do with a decided slot when its turn to be applied comes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryOutcome {
-    /// Apply every operation of the batch, in order.
-    Apply(Arc<Batch>),
+    /// Apply every operation of these batches, in order. A batch of the
+    /// decided value that was already delivered in an earlier slot is left
+    /// out (never applied twice); at least one batch remains.
+    Apply(Vec<Arc<Batch>>),
     /// ⊥: nothing to apply.
     Null,
-    /// The batch was already delivered in an earlier slot: do not apply it
-    /// again.
-    Duplicate(BatchId),
+    /// Every batch of the decided value was already delivered in an earlier
+    /// slot: nothing to apply.
+    Duplicate(Vec<BatchId>),
 }
 
 /// A decided slot ready to be applied.
@@ -96,6 +98,9 @@ pub enum DeliveryOutcome {
 pub struct Delivery {
     /// The slot (deliveries are consecutive).
     pub slot: Slot,
+    /// The identity of the decided value (`None`: ⊥), duplicates included:
+    /// every replica delivers the same one for a slot.
+    pub value: Option<ValueId>,
     /// What to apply.
     pub outcome: DeliveryOutcome,
 }

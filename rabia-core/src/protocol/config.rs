@@ -43,6 +43,19 @@ pub struct ReplicaConfig {
     pub retransmit_interval: Duration,
     /// Period of the progress heartbeat.
     pub heartbeat_interval: Duration,
+    /// How long a replica waits for the slot's opener (the origin of the
+    /// last batch of the previous slot's value) to propose before it
+    /// proposes what it has. Zero: every replica proposes at once. A
+    /// throughput hint only; see `Replica` docs and docs/protocol.md.
+    pub opener_wait: Duration,
+    /// After deciding a value, hold off opening the next slot with this
+    /// replica's own queue until the driver calls
+    /// [`Replica::hold_opening`](crate::protocol::Replica::hold_opening)
+    /// with `false` (once the decided operations are applied and their
+    /// clients could submit again). Joining a slot a peer opened is never
+    /// held. Off by default: a driver that never releases would leave
+    /// opening slots to its peers.
+    pub hold_opening_after_decision: bool,
     /// Out-of-order entries the decided-batch filter keeps per stream.
     pub filter_sparse_max: usize,
     /// Incarnations per origin the decided-batch filter keeps.
@@ -68,6 +81,8 @@ impl Default for ReplicaConfig {
             catch_up_bytes_max: 8 << 20,
             retransmit_interval: Duration::from_millis(200),
             heartbeat_interval: Duration::from_millis(100),
+            opener_wait: Duration::from_millis(10),
+            hold_opening_after_decision: false,
             filter_sparse_max: 4096,
             filter_incarnations_max: 8,
             #[cfg(feature = "mutations")]

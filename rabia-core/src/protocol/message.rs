@@ -4,12 +4,12 @@
 //! epoch; every slot-scoped message names its slot. Counting is always per
 //! distinct sender.
 
-use crate::ids::{BatchId, Epoch, NodeId, Phase, Slot};
-use crate::operation::{Batch, SlotValue};
+use crate::ids::{Epoch, NodeId, Phase, Slot};
+use crate::operation::{Batch, BatchList, SlotValue, ValueId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// A binary value of the randomized agreement: 1 means "the majority batch",
+/// A binary value of the randomized agreement: 1 means "the majority value",
 /// 0 means "⊥".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Bit {
@@ -41,8 +41,8 @@ pub enum Message {
     Proposal {
         /// The slot.
         slot: Slot,
-        /// The proposed batch, payload included.
-        batch: Arc<Batch>,
+        /// The proposed batches, payloads included.
+        value: BatchList,
     },
     /// Round 1 of a binary phase.
     State {
@@ -52,8 +52,8 @@ pub enum Message {
         phase: Phase,
         /// The sender's state.
         bit: Bit,
-        /// When `bit` is 1 and the sender knows it: the majority batch.
-        candidate: Option<BatchId>,
+        /// When `bit` is 1 and the sender knows it: the majority value.
+        candidate: Option<ValueId>,
     },
     /// Round 2 of a binary phase.
     Vote {
@@ -63,8 +63,8 @@ pub enum Message {
         phase: Phase,
         /// The sender's vote.
         vote: VoteValue,
-        /// When the vote is 1 and the sender knows it: the majority batch.
-        candidate: Option<BatchId>,
+        /// When the vote is 1 and the sender knows it: the majority value.
+        candidate: Option<ValueId>,
     },
     /// The decided value of a slot.
     Decision {
@@ -73,19 +73,19 @@ pub enum Message {
         /// The value.
         value: SlotValue,
     },
-    /// "I decided 1 for `slot` but do not hold the majority batch."
+    /// "I decided 1 for `slot` but do not hold the majority value."
     ProposalRequest {
         /// The slot.
         slot: Slot,
-        /// The majority batch's id, when the requester knows it.
-        candidate: Option<BatchId>,
+        /// The majority value's id, when the requester knows it.
+        candidate: Option<ValueId>,
     },
-    /// The majority batch of `slot`.
+    /// The majority value of `slot`.
     ProposalReply {
         /// The slot.
         slot: Slot,
-        /// The batch proposed by a majority.
-        batch: Arc<Batch>,
+        /// The value proposed by a majority.
+        value: BatchList,
     },
     /// "Send me the decided values from `from` on."
     CatchUpRequest {

@@ -46,6 +46,10 @@ pub struct ReplicaMetrics {
     pub batches_submitted: u64,
     /// Proposals this replica sent.
     pub proposals_sent: u64,
+    /// Batches in the proposals this replica sent (a proposal carries
+    /// every pending batch, so this over `proposals_sent` is the batches
+    /// per proposal).
+    pub proposed_batches: u64,
     /// Times this replica re-sent its messages for a stalled slot.
     pub retransmits: u64,
     /// Catch-up requests sent.

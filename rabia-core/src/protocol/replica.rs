@@ -38,7 +38,7 @@
 use crate::cluster::{ClusterConfig, Thresholds};
 use crate::error::{ConfigError, SubmitError};
 use crate::ids::{BatchId, NodeId, Phase, Slot};
-use crate::operation::{Batch, Operation, SlotValue};
+use crate::operation::{Batch, BatchList, Operation, SlotValue, ValueId};
 use crate::protocol::action::{Action, Delivery, DeliveryOutcome, PersistRecord, PersistToken};
 use crate::protocol::coin::common_coin;
 use crate::protocol::config::{EmptyStore, ReplicaConfig};
@@ -52,7 +52,7 @@ use crate::protocol::tally::Recorded;
 use crate::time::Instant;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,11 @@ use std::time::Duration;
 /// the same on every replica whatever its own limits.
 pub(crate) const INBOUND_BATCH_BYTES_MAX: usize =
     crate::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2;
+
+/// The most batches one proposed value may hold (a protocol bound, the same
+/// on every replica). The batches' bytes together stay within
+/// [`INBOUND_BATCH_BYTES_MAX`].
+pub(crate) const VALUE_BATCHES_MAX: usize = 256;
 
 /// One node's Rabia protocol state. See the module docs for the contract.
 pub struct Replica {
@@ -111,6 +116,22 @@ pub struct Replica {
     /// What each peer's latest heartbeat said: (first undecided slot,
     /// learner). Feeds the fresh store guard.
     peer_heartbeats: BTreeMap<NodeId, (Slot, bool)>,
+    /// Peers whose latest heartbeat said they are learners (they propose
+    /// nothing, so they never open a slot).
+    learner_peers: BTreeSet<NodeId>,
+    /// The replica expected to open the current slot: the origin of the
+    /// last batch of the previous slot's value, which every replica knows
+    /// (`None` after ⊥ or at start: whoever has a batch opens it). See
+    /// `maybe_start_slot`.
+    opener: Option<NodeId>,
+    /// Until when this replica, not the opener, waits for a proposal before
+    /// it proposes what it has.
+    open_wait_until: Option<Instant>,
+    /// That wait is over for the current slot.
+    open_wait_expired: bool,
+    /// The driver asked this replica not to open a slot for now (see
+    /// [`Replica::hold_opening`]).
+    opening_held: bool,
     /// This start's probe while a learner (never 0).
     probe: u64,
     /// Last decision reply per peer, to rate-limit answers to laggards.
@@ -178,6 +199,11 @@ impl Replica {
             peer_next: BTreeMap::new(),
             participate_from: None,
             peer_heartbeats: BTreeMap::new(),
+            learner_peers: BTreeSet::new(),
+            opener: None,
+            open_wait_until: None,
+            open_wait_expired: false,
+            opening_held: false,
             probe: 0,
             decision_replies: BTreeMap::new(),
             served: BTreeMap::new(),
@@ -290,12 +316,13 @@ impl Replica {
             let me = self.me;
             let inst = self.slots.entry(slot).or_insert_with(SlotInstance::new);
             match &message {
-                Message::Proposal { batch, .. } => {
-                    inst.record_proposal(me, batch);
-                    inst.restored_proposal = Some(batch.clone());
-                    let batch = batch.clone();
-                    if !self.filter.contains(&batch.id) {
-                        self.pending.insert(batch);
+                Message::Proposal { value, .. } => {
+                    inst.record_proposal(me, value);
+                    inst.restored_proposal = Some(value.clone());
+                    for batch in value.batches() {
+                        if !self.filter.contains(&batch.id) {
+                            self.pending.insert(batch.clone());
+                        }
                     }
                 }
                 Message::State {
@@ -304,7 +331,7 @@ impl Replica {
                     candidate,
                     ..
                 } => {
-                    inst.record_state(me, *phase, *bit, *candidate);
+                    inst.record_state(me, *phase, *bit, candidate.clone());
                     inst.restored_states.insert(*phase, *bit);
                 }
                 Message::Vote {
@@ -313,7 +340,7 @@ impl Replica {
                     candidate,
                     ..
                 } => {
-                    inst.record_vote(me, *phase, *vote, *candidate);
+                    inst.record_vote(me, *phase, *vote, candidate.clone());
                     inst.restored_votes.insert(*phase, *vote);
                 }
                 _ => continue,
@@ -396,8 +423,10 @@ impl Replica {
         });
         self.pending.insert(batch.clone());
         self.metrics.batches_submitted += 1;
+        // Local clients are back: nothing more to wait for.
+        self.opening_held = false;
         self.maybe_start_slot(now);
-        if self.current_proposal_id() != Some(id) {
+        if !self.current_proposal_contains(id) {
             // The proposal would carry it; otherwise every queue must hold it.
             self.emit_now(Action::Broadcast {
                 envelope: self.envelope(Message::Forward { batch }),
@@ -428,7 +457,7 @@ impl Replica {
         }
         match envelope.message {
             Message::Forward { batch } => self.adopt_batch(now, batch),
-            Message::Proposal { slot, batch } => self.on_proposal(now, from, slot, batch),
+            Message::Proposal { slot, value } => self.on_proposal(now, from, slot, value),
             Message::State {
                 slot,
                 phase,
@@ -445,7 +474,7 @@ impl Replica {
             Message::ProposalRequest { slot, candidate } => {
                 self.on_proposal_request(now, from, slot, candidate)
             }
-            Message::ProposalReply { slot, batch } => self.on_proposal_reply(now, slot, batch),
+            Message::ProposalReply { slot, value } => self.on_proposal_reply(now, slot, value),
             Message::CatchUpRequest { from: first } => {
                 if !self.recently_served(from, Served::CatchUp(first), now) {
                     self.on_catch_up_request(from, first);
@@ -462,6 +491,11 @@ impl Replica {
                 probe,
             } => {
                 self.note_peer_progress(from, next_slot);
+                if learner {
+                    self.learner_peers.insert(from);
+                } else {
+                    self.learner_peers.remove(&from);
+                }
                 if learner || (probe != 0 && probe == self.probe) {
                     // Only answers to this start's probe count for the
                     // guard: an older report may predate the loss.
@@ -528,6 +562,28 @@ impl Replica {
         self.drive(now);
     }
 
+    /// Asks the replica not to open a slot with its own queue while `held`
+    /// (it still proposes a value a peer proposed first, so it never holds
+    /// up the others), and opens the current slot when released if it has
+    /// something to propose.
+    ///
+    /// A driver holds while clients it just answered are about to submit
+    /// again: a slot opened at once would carry only what was already
+    /// queued, and the answered clients would form a second group that
+    /// alternates with the first, each slot carrying half of them.
+    pub fn hold_opening(&mut self, now: Instant, held: bool) {
+        // (With `hold_opening_after_decision`, every decision of a value
+        // sets the hold; the driver releases it.)
+        if self.opening_held == held {
+            return;
+        }
+        self.opening_held = held;
+        if !held {
+            self.maybe_start_slot(now);
+            self.drive(now);
+        }
+    }
+
     /// Fires due timers: heartbeat, retransmission of a stalled slot, and
     /// catch-up requests when peers are ahead.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -548,6 +604,13 @@ impl Replica {
             self.maybe_catch_up(now, stalled || learner);
             self.next_check = now + self.jittered(self.config.retransmit_interval);
         }
+        if self.open_wait_until.is_some_and(|until| now >= until) {
+            // Expired once and for all for this slot (a timer left in the
+            // past would fire again at once, for ever).
+            self.open_wait_until = None;
+            self.open_wait_expired = true;
+            self.maybe_start_slot(now);
+        }
         self.drive(now);
     }
 
@@ -560,7 +623,11 @@ impl Replica {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.next_heartbeat.min(self.next_check))
+        let timers = self.next_heartbeat.min(self.next_check);
+        Some(match self.open_wait_until {
+            Some(until) => timers.min(until),
+            None => timers,
+        })
     }
 
     // ---------------------------------------------------------- observability
@@ -568,6 +635,11 @@ impl Replica {
     /// This replica's identity.
     pub fn node_id(&self) -> NodeId {
         self.me
+    }
+
+    /// Whether the replica holds off opening a slot ([`Replica::hold_opening`]).
+    pub fn opening_held(&self) -> bool {
+        self.opening_held
     }
 
     /// The first slot this replica has not decided.
@@ -680,20 +752,21 @@ impl Replica {
 
     fn is_well_formed(&self, message: &Message) -> bool {
         match message {
-            Message::Forward { batch }
-            | Message::Proposal { batch, .. }
-            | Message::ProposalReply { batch, .. } => self.batch_is_acceptable(batch),
+            Message::Forward { batch } => self.batch_is_acceptable(batch),
+            Message::Proposal { value, .. } | Message::ProposalReply { value, .. } => {
+                self.value_is_acceptable(value)
+            }
             Message::State { phase, .. } | Message::Vote { phase, .. } => *phase >= Phase::FIRST,
             Message::Decision { value, .. } => match value {
                 SlotValue::Null => true,
-                SlotValue::Batch(batch) => self.batch_is_acceptable(batch),
+                SlotValue::Batches(list) => self.value_is_acceptable(list),
             },
             Message::CatchUpReply { decisions, .. } => {
                 decisions.len() <= self.config.catch_up_batch_max
                     && decisions.windows(2).all(|w| w[1].0 == w[0].0.next())
                     && decisions.iter().all(|(_, v)| match v {
                         SlotValue::Null => true,
-                        SlotValue::Batch(b) => self.batch_is_acceptable(b),
+                        SlotValue::Batches(list) => self.value_is_acceptable(list),
                     })
             }
             Message::SnapshotChunk {
@@ -725,53 +798,85 @@ impl Replica {
             && self.cluster.contains(batch.id.origin)
     }
 
+    /// Whether every batch of a peer's value may be considered, and the
+    /// value as a whole fits the protocol's bounds.
+    fn value_is_acceptable(&self, value: &BatchList) -> bool {
+        value.len() <= VALUE_BATCHES_MAX
+            && value
+                .batches()
+                .iter()
+                .map(|b| b.encoded_len())
+                .sum::<usize>()
+                <= INBOUND_BATCH_BYTES_MAX
+            && value.batches().iter().all(|b| self.batch_is_acceptable(b))
+    }
+
     // --------------------------------------------------------------- handlers
 
     fn adopt_batch(&mut self, now: Instant, batch: Arc<Batch>) {
+        if self.insert_pending(batch) {
+            self.maybe_start_slot(now);
+            // A slot that decided 1 may have been waiting for this payload.
+            self.try_resolve_value(now);
+        }
+    }
+
+    /// Puts a peer's batch into the pending queue (unless decided already);
+    /// true if it was not there before.
+    fn insert_pending(&mut self, batch: Arc<Batch>) -> bool {
         if self.filter.contains(&batch.id) {
-            return;
+            return false;
         }
         self.hlc = self.hlc.max(batch.timestamp);
         let me = self.me;
-        let proposal = self.current_proposal_id();
-        let (outcome, evicted) = self
-            .pending
-            .insert_evicting(batch, |b| b.id.origin == me || Some(b.id) == proposal);
+        let proposal = self
+            .slots
+            .get(&self.next_slot)
+            .and_then(|inst| inst.proposals.get(me));
+        let (outcome, evicted) = self.pending.insert_evicting(batch, |b| {
+            b.id.origin == me || proposal.is_some_and(|p| p.contains(b.id))
+        });
         if evicted.is_some() {
             self.metrics.pending_evictions += 1;
         }
         match outcome {
-            Inserted::Added => {
-                self.maybe_start_slot(now);
-                // A slot that decided 1 may have been waiting for this payload.
-                self.try_resolve_value(now);
+            Inserted::Added => true,
+            Inserted::AlreadyPending => false,
+            Inserted::Full => {
+                self.metrics.dropped.queue_full += 1;
+                false
             }
-            Inserted::AlreadyPending => {}
-            Inserted::Full => self.metrics.dropped.queue_full += 1,
         }
     }
 
-    fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, batch: Arc<Batch>) {
-        // Orphan adoption: every proposed batch
-        // enters our queue, whatever its slot.
-        self.adopt_batch(now, batch.clone());
+    fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, value: BatchList) {
+        // Recorded before its batches are queued, so that a replica that
+        // has not proposed yet sees it and proposes the same value.
+        if slot >= self.next_slot {
+            if let Some(inst) = self.instance_in_window(slot) {
+                match inst.record_proposal(from, &value) {
+                    Recorded::New => {}
+                    Recorded::Duplicate => self.metrics.dropped.duplicate += 1,
+                    Recorded::Conflict => self.metrics.dropped.conflicting += 1,
+                }
+            }
+        }
+        // Orphan adoption: every proposed batch enters our queue, whatever
+        // its slot.
+        let mut added = false;
+        for batch in value.batches() {
+            added |= self.insert_pending(batch.clone());
+        }
         if slot < self.next_slot {
             self.metrics.dropped.stale += 1;
             self.reply_decision(now, from, slot, Phase::EXCHANGE);
-            return;
+            if !added {
+                return;
+            }
         }
-        let Some(inst) = self.instance_in_window(slot) else {
-            return;
-        };
-        match inst.record_proposal(from, &batch) {
-            Recorded::New => {}
-            Recorded::Duplicate => self.metrics.dropped.duplicate += 1,
-            Recorded::Conflict => self.metrics.dropped.conflicting += 1,
-        }
-        if slot == self.next_slot {
-            self.maybe_start_slot(now);
-            self.try_resolve_value(now);
-        }
+        self.maybe_start_slot(now);
+        // A slot that decided 1 may have been waiting for these payloads.
+        self.try_resolve_value(now);
     }
 
     fn on_round_message(
@@ -831,7 +936,7 @@ impl Replica {
         now: Instant,
         from: NodeId,
         slot: Slot,
-        wanted: Option<BatchId>,
+        wanted: Option<ValueId>,
     ) {
         if slot < self.next_slot {
             // It decided and only lacks the value: answer at once.
@@ -848,17 +953,17 @@ impl Replica {
         // The requester may know the id (from a State/Vote tag) without this
         // replica having learned that it is the candidate.
         let known = wanted
-            .or(inst.candidate)
+            .or_else(|| inst.candidate.clone())
             .or_else(|| inst.majority_proposal(majority));
         if let Some(id) = known {
-            if let Some(batch) = inst
-                .proposed_batch(id)
+            if let Some(value) = inst
+                .proposed_value(&id)
                 .cloned()
-                .or_else(|| self.pending.find(id).cloned())
+                .or_else(|| self.value_from_pending(&id))
             {
                 self.emit_gated(Action::Send {
                     to: from,
-                    envelope: self.envelope(Message::ProposalReply { slot, batch }),
+                    envelope: self.envelope(Message::ProposalReply { slot, value }),
                 });
             }
         }
@@ -877,21 +982,34 @@ impl Replica {
         false
     }
 
-    fn on_proposal_reply(&mut self, now: Instant, slot: Slot, batch: Arc<Batch>) {
+    fn on_proposal_reply(&mut self, now: Instant, slot: Slot, value: BatchList) {
         if slot != self.next_slot {
             return;
         }
         if let Some(inst) = self.slots.get_mut(&slot) {
             if inst.candidate.is_none() {
-                // A peer only replies with the batch it counted a majority of
-                // proposals for, which is unique.
-                inst.candidate = Some(batch.id);
+                // A peer only replies with the value it counted a majority
+                // of proposals for, which is unique.
+                inst.candidate = Some(value.id().clone());
             }
-            if inst.candidate == Some(batch.id) {
-                inst.proposed_batches.entry(batch.id).or_insert(batch);
+            if inst.candidate.as_ref() == Some(value.id()) {
+                inst.proposed_values
+                    .entry(value.id().clone())
+                    .or_insert(value);
             }
         }
         self.try_resolve_value(now);
+    }
+
+    /// Rebuilds the value `id` from the pending queue, if every one of its
+    /// batches is there.
+    fn value_from_pending(&self, id: &ValueId) -> Option<BatchList> {
+        let batches = id
+            .batch_ids()
+            .iter()
+            .map(|batch| self.pending.find(*batch).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        BatchList::new(batches).filter(|value| value.id() == id)
     }
 
     fn on_catch_up_request(&mut self, from: NodeId, first: Slot) {
@@ -914,7 +1032,7 @@ impl Replica {
         {
             let size = match value {
                 SlotValue::Null => 16,
-                SlotValue::Batch(batch) => batch.encoded_len() + 16,
+                SlotValue::Batches(list) => list.encoded_len() + 16,
             };
             if !decisions.is_empty() && bytes + size > self.config.catch_up_bytes_max {
                 break;
@@ -1000,27 +1118,109 @@ impl Replica {
             .get(&slot)
             .map(|inst| inst.stage != Stage::NotStarted)
             .unwrap_or(false);
-        if started {
+        if started || self.pending.is_empty() {
             return;
         }
-        let filter = &self.filter;
-        let Some(batch) = self.pending.head_skipping(|id| filter.contains(id)) else {
+        let peers_proposed = self
+            .slots
+            .get(&slot)
+            .is_some_and(|inst| !inst.proposals.is_empty());
+        if !peers_proposed && (self.opening_held || self.waits_for_opener(now)) {
+            return;
+        }
+        let Some(value) = self.choose_proposal(slot) else {
             return;
         };
+        self.open_wait_until = None;
         let me = self.me;
         let inst = self.slots.entry(slot).or_insert_with(SlotInstance::new);
-        inst.record_proposal(me, &batch);
+        inst.record_proposal(me, &value);
         inst.stage = Stage::Exchange;
         self.metrics.proposals_sent += 1;
+        self.metrics.proposed_batches += value.len() as u64;
         self.last_progress = now;
-        self.send_protocol(slot, Message::Proposal { slot, batch });
+        self.send_protocol(slot, Message::Proposal { slot, value });
     }
 
-    /// The batch this replica proposed for the current slot.
-    fn current_proposal_id(&self) -> Option<BatchId> {
+    /// Whether this replica should leave opening `slot` to its opener for
+    /// now. A proposal carries every pending batch, so replicas that open
+    /// a slot at the same moment with different queues (typically each
+    /// with only its own new batch, right after a decision emptied the
+    /// queues) propose different values and the slot decides ⊥. So one
+    /// replica, the origin of the last batch of the previous value (all
+    /// agree on it), opens the slot; the others forward their batches to
+    /// it (as every batch not proposed at once is) and propose the value
+    /// it proposed. If no proposal arrives within `opener_wait` (the
+    /// opener crashed or is slow), a replica proposes what it has: this
+    /// is a performance hint, never needed for safety or liveness.
+    fn waits_for_opener(&mut self, now: Instant) -> bool {
+        let Some(opener) = self.opener else {
+            return false;
+        };
+        let wait = self.config.opener_wait;
+        if opener == self.me
+            || wait.is_zero()
+            || self.open_wait_expired
+            || self.learner_peers.contains(&opener)
+        {
+            return false;
+        }
+        match self.open_wait_until {
+            None => {
+                self.open_wait_until = Some(now + wait);
+                true
+            }
+            Some(until) => {
+                if now >= until {
+                    self.open_wait_until = None;
+                    self.open_wait_expired = true;
+                }
+                now < until
+            }
+        }
+    }
+
+    /// What to propose for `slot`: the value peers already proposed for it
+    /// (the one most of them did), so that the replicas agree on one value;
+    /// otherwise every pending batch, oldest first, within this replica's
+    /// byte limit and the protocol's batch count. `None` if nothing is
+    /// pending.
+    fn choose_proposal(&mut self, slot: Slot) -> Option<BatchList> {
+        let filter = &self.filter;
+        if let Some(inst) = self.slots.get(&slot) {
+            let copied =
+                inst.most_proposed(|value| !value.batches().iter().any(|b| filter.contains(&b.id)));
+            if copied.is_some() {
+                return copied;
+            }
+        }
+        let head = self.pending.head_skipping(|id| filter.contains(id))?;
+        let byte_limit = self.config.batch_bytes_max.min(INBOUND_BATCH_BYTES_MAX);
+        let mut bytes = head.encoded_len();
+        let mut batches = vec![head];
+        for batch in self.pending.iter().skip(1) {
+            if batches.len() >= VALUE_BATCHES_MAX {
+                break;
+            }
+            if filter.contains(&batch.id) {
+                continue;
+            }
+            if bytes + batch.encoded_len() > byte_limit {
+                break;
+            }
+            bytes += batch.encoded_len();
+            batches.push(batch.clone());
+        }
+        BatchList::new(batches)
+    }
+
+    /// Whether the value this replica proposed for the current slot holds
+    /// the batch `id`.
+    fn current_proposal_contains(&self, id: BatchId) -> bool {
         self.slots
             .get(&self.next_slot)
-            .and_then(|inst| inst.proposals.get(self.me).copied())
+            .and_then(|inst| inst.proposals.get(self.me))
+            .is_some_and(|value| value.contains(id))
     }
 
     /// Runs the current slot's rounds as far as the received messages allow.
@@ -1049,11 +1249,11 @@ impl Replica {
                     };
                     let bit = inst.restored_override_state(phase).unwrap_or(computed);
                     let candidate = if bit == Bit::One {
-                        inst.candidate
+                        inst.candidate.clone()
                     } else {
                         None
                     };
-                    inst.record_state(self.me, phase, bit, candidate);
+                    inst.record_state(self.me, phase, bit, candidate.clone());
                     inst.stage = Stage::Round1(phase);
                     let already_sent = inst.restored_states.contains_key(&phase);
                     if !already_sent {
@@ -1074,11 +1274,11 @@ impl Replica {
                     };
                     let vote = inst.restored_override_vote(phase).unwrap_or(computed);
                     let candidate = if vote == VoteValue::Bit(Bit::One) {
-                        inst.candidate
+                        inst.candidate.clone()
                     } else {
                         None
                     };
-                    inst.record_vote(self.me, phase, vote, candidate);
+                    inst.record_vote(self.me, phase, vote, candidate.clone());
                     inst.stage = Stage::Round2(phase);
                     let already_sent = inst.restored_votes.contains_key(&phase);
                     if !already_sent {
@@ -1104,7 +1304,7 @@ impl Replica {
                     }
                     if !self.try_resolve_value(now) {
                         self.metrics.value_fetches += 1;
-                        let candidate = self.slots.get(&slot).and_then(|i| i.candidate);
+                        let candidate = self.slots.get(&slot).and_then(|i| i.candidate.clone());
                         self.emit_now(Action::Broadcast {
                             envelope: self.envelope(Message::ProposalRequest { slot, candidate }),
                         });
@@ -1129,18 +1329,18 @@ impl Replica {
         if inst.candidate.is_none() {
             inst.candidate = inst.majority_proposal(majority);
         }
-        let Some(id) = inst.candidate else {
+        let Some(id) = inst.candidate.clone() else {
             return false;
         };
-        let batch = inst
-            .proposed_batch(id)
+        let value = inst
+            .proposed_value(&id)
             .cloned()
-            .or_else(|| self.pending.find(id).cloned());
-        match batch {
-            Some(batch) => {
+            .or_else(|| self.value_from_pending(&id));
+        match value {
+            Some(value) => {
                 self.commit_decision(
                     now,
-                    SlotValue::Batch(batch),
+                    SlotValue::Batches(value),
                     DecisionSource::Protocol(decided_phase),
                 );
                 true
@@ -1163,7 +1363,12 @@ impl Replica {
     /// following slots).
     fn commit_decision(&mut self, now: Instant, value: SlotValue, source: DecisionSource) {
         let slot = self.next_slot;
-        let my_proposal = self.current_proposal_id();
+        let value_opener = value.batches().last().map(|b| b.id.origin);
+        let my_proposal = self
+            .slots
+            .get(&slot)
+            .and_then(|inst| inst.proposals.get(self.me))
+            .cloned();
         self.slots.remove(&slot);
         self.metrics.slots_decided += 1;
         match source {
@@ -1176,21 +1381,32 @@ impl Replica {
                 self.metrics.null_slots += 1;
                 DeliveryOutcome::Null
             }
-            SlotValue::Batch(batch) => {
-                self.pending.remove(&batch.ordering_key());
-                if self.filter.insert(batch.id) {
-                    DeliveryOutcome::Apply(batch.clone())
+            SlotValue::Batches(list) => {
+                let mut fresh = Vec::with_capacity(list.len());
+                let mut duplicates = Vec::new();
+                for batch in list.batches() {
+                    self.pending.remove(&batch.ordering_key());
+                    if self.filter.insert(batch.id) {
+                        fresh.push(batch.clone());
+                    } else {
+                        self.metrics.duplicate_batches += 1;
+                        duplicates.push(batch.id);
+                    }
+                }
+                if fresh.is_empty() {
+                    DeliveryOutcome::Duplicate(duplicates)
                 } else {
-                    self.metrics.duplicate_batches += 1;
-                    DeliveryOutcome::Duplicate(batch.id)
+                    DeliveryOutcome::Apply(fresh)
                 }
             }
         };
         if self.no_requeue_mutation() {
             if let Some(mine) = my_proposal {
-                if value.batch_id() != Some(mine) {
-                    if let Some(batch) = self.pending.find(mine).cloned() {
-                        self.pending.remove(&batch.ordering_key());
+                if value.value_id() != Some(&mine) {
+                    for id in mine.batch_ids() {
+                        if let Some(batch) = self.pending.find(*id).cloned() {
+                            self.pending.remove(&batch.ordering_key());
+                        }
                     }
                 }
             }
@@ -1217,7 +1433,11 @@ impl Replica {
                 self.log_bytes -= old.bytes;
             }
         }
-        let delivery = Action::Deliver(Delivery { slot, outcome });
+        let delivery = Action::Deliver(Delivery {
+            slot,
+            value: value.value_id().cloned(),
+            outcome,
+        });
         if source == DecisionSource::Recovered {
             // Already durable.
             self.emit_now(delivery);
@@ -1242,6 +1462,14 @@ impl Replica {
         }
         self.next_slot = slot.next();
         self.last_progress = now;
+        self.opener = value_opener;
+        self.open_wait_until = None;
+        self.open_wait_expired = false;
+        if self.config.hold_opening_after_decision && value_opener.is_some() {
+            // The driver releases it once the decided operations are
+            // applied and their clients answered (`hold_opening`).
+            self.opening_held = true;
+        }
         if source == DecisionSource::Recovered {
             return;
         }
@@ -1384,7 +1612,7 @@ impl Replica {
             .map(|(_, m)| m.clone())
             .collect();
         let awaiting = matches!(inst.stage, Stage::AwaitingValue(_));
-        let candidate = inst.candidate;
+        let candidate = inst.candidate.clone();
         if messages.is_empty() && !awaiting {
             return;
         }
@@ -1549,7 +1777,7 @@ struct LoggedDecision {
 fn value_bytes(value: &SlotValue) -> usize {
     match value {
         SlotValue::Null => 0,
-        SlotValue::Batch(batch) => batch.encoded_len(),
+        SlotValue::Batches(list) => list.encoded_len(),
     }
 }
 
@@ -1584,6 +1812,6 @@ enum Served {
 }
 
 enum RoundMsg {
-    State(Bit, Option<BatchId>),
-    Vote(VoteValue, Option<BatchId>),
+    State(Bit, Option<ValueId>),
+    Vote(VoteValue, Option<ValueId>),
 }

@@ -13,12 +13,11 @@
 //! round's tally first reaches n − f.
 
 use crate::cluster::Thresholds;
-use crate::ids::{BatchId, NodeId, Phase};
-use crate::operation::Batch;
+use crate::ids::{NodeId, Phase};
+use crate::operation::{BatchList, ValueId};
 use crate::protocol::message::{Bit, Message, VoteValue};
 use crate::protocol::tally::{Recorded, Tally};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Where a slot instance is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,20 +50,20 @@ pub(crate) enum RoundOutcome {
 pub(crate) struct SlotInstance {
     pub(crate) stage: Stage,
     /// Proposals by sender (own included).
-    pub(crate) proposals: Tally<BatchId>,
-    /// Payloads of the proposed batches.
-    pub(crate) proposed_batches: BTreeMap<BatchId, Arc<Batch>>,
+    pub(crate) proposals: Tally<ValueId>,
+    /// Payloads of the proposed values.
+    pub(crate) proposed_values: BTreeMap<ValueId, BatchList>,
     pub(crate) states: BTreeMap<Phase, Tally<Bit>>,
     pub(crate) votes: BTreeMap<Phase, Tally<VoteValue>>,
-    /// The majority batch, once known (unique: two majorities intersect).
-    pub(crate) candidate: Option<BatchId>,
+    /// The majority value, once known (unique: two majorities intersect).
+    pub(crate) candidate: Option<ValueId>,
     /// Messages this replica sent for the slot, with the persist token each
     /// waited for. Re-sent on retransmit; never replaced by a different one.
     pub(crate) sent: Vec<(u64, Message)>,
     /// Own messages recovered from durable storage, by (phase, is_vote).
     pub(crate) restored_states: BTreeMap<Phase, Bit>,
     pub(crate) restored_votes: BTreeMap<Phase, VoteValue>,
-    pub(crate) restored_proposal: Option<Arc<Batch>>,
+    pub(crate) restored_proposal: Option<BatchList>,
     /// Highest phase for which any message has been received.
     pub(crate) highest_phase_seen: Phase,
 }
@@ -74,7 +73,7 @@ impl SlotInstance {
         SlotInstance {
             stage: Stage::NotStarted,
             proposals: Tally::default(),
-            proposed_batches: BTreeMap::new(),
+            proposed_values: BTreeMap::new(),
             states: BTreeMap::new(),
             votes: BTreeMap::new(),
             candidate: None,
@@ -94,12 +93,12 @@ impl SlotInstance {
         }
     }
 
-    pub(crate) fn record_proposal(&mut self, from: NodeId, batch: &Arc<Batch>) -> Recorded {
-        let outcome = self.proposals.record(from, batch.id);
+    pub(crate) fn record_proposal(&mut self, from: NodeId, value: &BatchList) -> Recorded {
+        let outcome = self.proposals.record(from, value.id().clone());
         if outcome == Recorded::New {
-            self.proposed_batches
-                .entry(batch.id)
-                .or_insert_with(|| batch.clone());
+            self.proposed_values
+                .entry(value.id().clone())
+                .or_insert_with(|| value.clone());
         }
         outcome
     }
@@ -109,7 +108,7 @@ impl SlotInstance {
         from: NodeId,
         phase: Phase,
         bit: Bit,
-        candidate: Option<BatchId>,
+        candidate: Option<ValueId>,
     ) -> Recorded {
         self.highest_phase_seen = self.highest_phase_seen.max(phase);
         let outcome = self.states.entry(phase).or_default().record(from, bit);
@@ -124,7 +123,7 @@ impl SlotInstance {
         from: NodeId,
         phase: Phase,
         vote: VoteValue,
-        candidate: Option<BatchId>,
+        candidate: Option<ValueId>,
     ) -> Recorded {
         self.highest_phase_seen = self.highest_phase_seen.max(phase);
         let outcome = self.votes.entry(phase).or_default().record(from, vote);
@@ -134,25 +133,33 @@ impl SlotInstance {
         outcome
     }
 
-    /// Records a majority-batch identity learned from a peer. The first one
+    /// Records a majority-value identity learned from a peer. The first one
     /// wins; in a crash-fault system a second, different one cannot exist.
-    pub(crate) fn learn_candidate(&mut self, candidate: Option<BatchId>) {
+    pub(crate) fn learn_candidate(&mut self, candidate: Option<ValueId>) {
         if self.candidate.is_none() {
             self.candidate = candidate;
         }
     }
 
-    /// The batch proposed by at least `majority` senders among every proposal
-    /// received so far, if any (at most one exists).
-    pub(crate) fn majority_proposal(&self, majority: usize) -> Option<BatchId> {
-        let mut counts: BTreeMap<BatchId, usize> = BTreeMap::new();
-        for id in self.proposals.values() {
-            *counts.entry(*id).or_default() += 1;
-        }
-        counts
-            .into_iter()
-            .find(|(_, count)| *count >= majority)
-            .map(|(id, _)| id)
+    /// The value proposed by at least `majority` senders among every
+    /// proposal received so far, if any (at most one exists).
+    pub(crate) fn majority_proposal(&self, majority: usize) -> Option<ValueId> {
+        self.proposals
+            .values()
+            .find(|id| self.proposals.count(|v| v == *id) >= majority)
+            .cloned()
+    }
+
+    /// The value most peers proposed (ties: the smallest id) among those
+    /// `usable` accepts: what a replica that has not proposed yet proposes
+    /// too, so that the replicas converge on one value.
+    pub(crate) fn most_proposed(&self, usable: impl Fn(&BatchList) -> bool) -> Option<BatchList> {
+        self.proposed_values
+            .iter()
+            .filter(|(_, value)| usable(value))
+            .map(|(id, value)| (self.proposals.count(|v| v == id), id, value))
+            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+            .map(|(_, _, value)| value.clone())
     }
 
     /// Evaluates the current round if its quorum is in. `coin` gives the
@@ -221,9 +228,9 @@ impl SlotInstance {
         }
     }
 
-    /// The payload of a batch proposed in this slot, if held.
-    pub(crate) fn proposed_batch(&self, id: BatchId) -> Option<&Arc<Batch>> {
-        self.proposed_batches.get(&id)
+    /// The payload of a value proposed in this slot, if held.
+    pub(crate) fn proposed_value(&self, id: &ValueId) -> Option<&BatchList> {
+        self.proposed_values.get(id)
     }
 
     /// The state this replica durably sent for `phase` before a restart: it
@@ -241,14 +248,16 @@ impl SlotInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::NodeId;
+    use crate::ids::{BatchId, NodeId};
+    use crate::operation::Batch;
+    use std::sync::Arc;
 
     fn node(i: u64) -> NodeId {
         NodeId::from_u64(i)
     }
 
-    fn batch(seq: u64) -> Arc<Batch> {
-        Arc::new(Batch {
+    fn batch(seq: u64) -> BatchList {
+        BatchList::single(Arc::new(Batch {
             id: BatchId {
                 origin: node(1),
                 incarnation: 0,
@@ -256,7 +265,7 @@ mod tests {
             },
             timestamp: seq,
             operations: vec![],
-        })
+        }))
     }
 
     #[test]
@@ -274,7 +283,10 @@ mod tests {
             Some(RoundOutcome::State(Phase::FIRST, Bit::Zero))
         );
         inst.record_proposal(node(4), &batch(2));
-        assert_eq!(inst.majority_proposal(t.majority), Some(batch(2).id));
+        assert_eq!(
+            inst.majority_proposal(t.majority),
+            Some(batch(2).id().clone())
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::protocol::message::Envelope;
 use bincode::Options;
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
 /// The default maximum frame size (16 MiB).
 pub const DEFAULT_FRAME_BYTES_MAX: usize = 16 << 20;
@@ -63,7 +63,7 @@ pub fn decode(bytes: &[u8], frame_bytes_max: usize) -> Result<Envelope, DecodeEr
 mod tests {
     use super::*;
     use crate::ids::{BatchId, Epoch, NodeId, Phase, Slot};
-    use crate::operation::{Batch, Operation, SlotValue};
+    use crate::operation::{Batch, BatchList, Operation, SlotValue};
     use crate::protocol::message::{Bit, Message, VoteValue};
     use proptest::prelude::*;
     use std::sync::Arc;
@@ -81,19 +81,29 @@ mod tests {
                 Operation::with_session(b"incr".to_vec(), crate::ids::ClientId(5), 3),
             ],
         });
+        let later = Arc::new(Batch {
+            id: BatchId {
+                origin: NodeId::from_u64(1),
+                incarnation: 1,
+                seq: 2,
+            },
+            timestamp: 1240,
+            operations: vec![Operation::new(b"get x".to_vec())],
+        });
+        let pair = BatchList::new(vec![batch.clone(), later]).expect("ordered");
         vec![
             Message::Forward {
                 batch: batch.clone(),
             },
             Message::Proposal {
                 slot: Slot(3),
-                batch: batch.clone(),
+                value: pair.clone(),
             },
             Message::State {
                 slot: Slot(3),
                 phase: Phase(1),
                 bit: Bit::One,
-                candidate: Some(batch.id),
+                candidate: Some(pair.id().clone()),
             },
             Message::Vote {
                 slot: Slot(3),
@@ -103,7 +113,7 @@ mod tests {
             },
             Message::Decision {
                 slot: Slot(3),
-                value: SlotValue::Batch(batch.clone()),
+                value: SlotValue::Batches(BatchList::single(batch.clone())),
             },
             Message::Decision {
                 slot: Slot(4),
@@ -115,7 +125,7 @@ mod tests {
             },
             Message::ProposalReply {
                 slot: Slot(3),
-                batch,
+                value: pair,
             },
             Message::CatchUpRequest { from: Slot(0) },
             Message::CatchUpReply {

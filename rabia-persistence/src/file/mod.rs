@@ -18,6 +18,7 @@
 //!
 //! The I/O is blocking; the engine calls it from its persistence task.
 
+mod legacy_record;
 mod snapshot;
 mod wal;
 mod wal_scan;

@@ -2,9 +2,12 @@
 //! data, and telling a torn tail (never synced, safe to drop) from
 //! corruption of synced records (a fatal error).
 //!
-//! Two formats are read:
+//! Three formats are read:
 //!
-//! * **Version 2** (written today). A segment is zero-filled ahead of the
+//! * **Version 3** (written today): the version 2 layout, with records
+//!   that hold multi-batch slot values.
+//! * **Version 2** (earlier builds; the same layout, records with one-batch
+//!   values, decoded by `legacy_record`). A segment is zero-filled ahead of the
 //!   write position, so the end of the data is the first record that does
 //!   not verify. Each record carries `synced_through`: the offset up to
 //!   which the segment was durable when the record was written. A crash can
@@ -16,8 +19,9 @@
 //!   corruption).
 //! * **Version 1** (earlier builds): records up to the end of the file, no
 //!   preallocation; a bad record is a torn tail only at the very end of the
-//!   last segment.
+//!   last segment. Records with one-batch values, as in version 2.
 
+use super::legacy_record;
 use crate::error::PersistenceError;
 use rabia_core::protocol::PersistRecord;
 use std::path::Path;
@@ -25,9 +29,18 @@ use std::path::Path;
 /// Segment header magic.
 pub(crate) const WAL_MAGIC: &[u8; 8] = b"RABIAWAL";
 /// The format version this build writes.
-pub(crate) const WAL_VERSION: u32 = 2;
-/// The earlier format, still read.
+pub(crate) const WAL_VERSION: u32 = 3;
+/// The version 3 layout with one-batch records, still read.
+pub(crate) const WAL_VERSION_2: u32 = 2;
+/// The first format, still read.
 pub(crate) const WAL_VERSION_1: u32 = 1;
+
+/// Decodes one record's payload.
+type RecordDecoder = fn(&[u8]) -> Result<PersistRecord, String>;
+
+fn decode_current(payload: &[u8]) -> Result<PersistRecord, String> {
+    bincode::deserialize(payload).map_err(|e| e.to_string())
+}
 /// Bytes of the segment header: magic, version, reserved.
 pub(crate) const HEADER_LEN: u64 = 16;
 /// A record longer than this is corruption, not data.
@@ -90,12 +103,15 @@ pub(crate) fn scan_segment(
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     match version {
-        WAL_VERSION => scan_v2(bytes, is_last).map_err(|(offset, reason)| corrupted(offset, reason)),
+        WAL_VERSION => scan_v2(bytes, is_last, version, decode_current)
+            .map_err(|(offset, reason)| corrupted(offset, reason)),
+        WAL_VERSION_2 => scan_v2(bytes, is_last, version, legacy_record::decode)
+            .map_err(|(offset, reason)| corrupted(offset, reason)),
         WAL_VERSION_1 => scan_v1(bytes, is_last).map_err(|(offset, reason)| corrupted(offset, reason)),
         _ => Err(corrupted(
             8,
             format!(
-                "unsupported format version {version} (this build reads {WAL_VERSION_1} and {WAL_VERSION})"
+                "unsupported format version {version} (this build reads {WAL_VERSION_1} to {WAL_VERSION})"
             ),
         )),
     }
@@ -129,14 +145,19 @@ fn record_v2_at(bytes: &[u8], offset: usize) -> Result<(&[u8], u64, usize), Stri
 
 type ScanError = (u64, String);
 
-fn scan_v2(bytes: &[u8], is_last: bool) -> Result<SegmentScan, ScanError> {
+fn scan_v2(
+    bytes: &[u8],
+    is_last: bool,
+    version: u32,
+    decode: RecordDecoder,
+) -> Result<SegmentScan, ScanError> {
     let mut records = Vec::new();
     let mut offset = HEADER_LEN as usize;
     let mut failure = None;
     while offset < bytes.len() {
         match record_v2_at(bytes, offset) {
             Ok((payload, _, end)) => {
-                let record: PersistRecord = bincode::deserialize(payload)
+                let record = decode(payload)
                     .map_err(|e| (offset as u64, format!("undecodable record: {e}")))?;
                 records.push(record);
                 offset = end;
@@ -170,7 +191,7 @@ fn scan_v2(bytes: &[u8], is_last: bool) -> Result<SegmentScan, ScanError> {
         }
     }
     Ok(SegmentScan {
-        version: WAL_VERSION,
+        version,
         records,
         valid_len: offset as u64,
         torn_bytes,
@@ -219,7 +240,7 @@ fn scan_v1(bytes: &[u8], is_last: bool) -> Result<SegmentScan, ScanError> {
             }
             return fail("checksum mismatch");
         }
-        let record: PersistRecord = bincode::deserialize(payload)
+        let record = legacy_record::decode(payload)
             .map_err(|e| (start, format!("undecodable record: {e}")))?;
         records.push(record);
         offset = end;

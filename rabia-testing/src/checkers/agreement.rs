@@ -1,26 +1,26 @@
 //! Agreement: no slot is decided two ways, by any replica, ever.
 
-use rabia_core::{BatchId, NodeId, Slot, SlotValue};
+use rabia_core::{NodeId, Slot, SlotValue, ValueId};
 use std::collections::BTreeMap;
 
 /// Remembers the first decision seen for every slot.
 #[derive(Debug, Default)]
 pub struct AgreementChecker {
-    decided: BTreeMap<Slot, (Option<BatchId>, NodeId)>,
+    decided: BTreeMap<Slot, (Option<ValueId>, NodeId)>,
 }
 
 impl AgreementChecker {
     /// Records that `node` decided (or announced) `value` for `slot`.
     pub fn observe(&mut self, node: NodeId, slot: Slot, value: &SlotValue) -> Result<(), String> {
-        self.observe_id(node, slot, value.batch_id())
+        self.observe_id(node, slot, value.value_id().cloned())
     }
 
-    /// Records that `node` decided the batch `id` (`None`: ⊥) for `slot`.
+    /// Records that `node` decided the value `id` (`None`: ⊥) for `slot`.
     pub fn observe_id(
         &mut self,
         node: NodeId,
         slot: Slot,
-        id: Option<BatchId>,
+        id: Option<ValueId>,
     ) -> Result<(), String> {
         match self.decided.get(&slot) {
             None => {
@@ -40,8 +40,8 @@ impl AgreementChecker {
     }
 
     /// The decision of `slot`, if seen.
-    pub fn get(&self, slot: Slot) -> Option<Option<BatchId>> {
-        self.decided.get(&slot).map(|(id, _)| *id)
+    pub fn get(&self, slot: Slot) -> Option<Option<ValueId>> {
+        self.decided.get(&slot).map(|(id, _)| id.clone())
     }
 
     /// Number of decided slots seen, and how many of them were ⊥.
@@ -63,7 +63,7 @@ mod tests {
         c.observe(NodeId::from_u64(2), Slot(0), &SlotValue::Null)
             .unwrap();
         let batch = std::sync::Arc::new(rabia_core::Batch {
-            id: BatchId {
+            id: rabia_core::BatchId {
                 origin: NodeId::from_u64(1),
                 incarnation: 0,
                 seq: 0,
@@ -72,7 +72,11 @@ mod tests {
             operations: vec![],
         });
         assert!(c
-            .observe(NodeId::from_u64(3), Slot(0), &SlotValue::Batch(batch))
+            .observe(
+                NodeId::from_u64(3),
+                Slot(0),
+                &SlotValue::Batches(rabia_core::BatchList::single(batch))
+            )
             .is_err());
     }
 }

@@ -22,11 +22,16 @@ impl ValidityChecker {
         self.created.insert(id, hash);
     }
 
-    /// Checks a decided value.
+    /// Checks a decided value: each of its batches.
     pub fn check(&self, value: &SlotValue) -> Result<(), String> {
-        let SlotValue::Batch(batch) = value else {
-            return Ok(());
-        };
+        value
+            .batches()
+            .iter()
+            .try_for_each(|batch| self.check_batch(batch))
+    }
+
+    /// Checks one decided batch.
+    pub fn check_batch(&self, batch: &Batch) -> Result<(), String> {
         match self.created.get(&batch.id) {
             None => Err(format!("decided batch {:?} was never submitted", batch.id)),
             Some(hash) if *hash != hash_batch(batch) => Err(format!(

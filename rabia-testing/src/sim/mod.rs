@@ -130,6 +130,15 @@ impl SimConfig {
             heartbeat_interval: Duration::from_millis(50),
             // Small, so that laggards need snapshot transfer.
             decided_retention: 64,
+            // Both ways of opening slots, as the engine and a plain driver
+            // do: held after each decision until the node has applied it
+            // (odd seeds), and every third seed without the opener hint.
+            hold_opening_after_decision: seed % 2 == 1,
+            opener_wait: if seed % 3 == 0 {
+                Duration::ZERO
+            } else {
+                ReplicaConfig::default().opener_wait
+            },
             ..ReplicaConfig::default()
         };
         SimConfig {
@@ -930,11 +939,12 @@ impl World {
             }
         }
         let id = self.ids[node];
-        let decisions: Vec<(Slot, Option<rabia_core::BatchId>)> = match &envelope.message {
-            Message::Decision { slot, value } => vec![(*slot, value.batch_id())],
-            Message::CatchUpReply { decisions, .. } => {
-                decisions.iter().map(|(s, v)| (*s, v.batch_id())).collect()
-            }
+        let decisions: Vec<(Slot, Option<rabia_core::ValueId>)> = match &envelope.message {
+            Message::Decision { slot, value } => vec![(*slot, value.value_id().cloned())],
+            Message::CatchUpReply { decisions, .. } => decisions
+                .iter()
+                .map(|(s, v)| (*s, v.value_id().cloned()))
+                .collect(),
             _ => Vec::new(),
         };
         for (slot, batch) in decisions {
@@ -982,22 +992,35 @@ impl World {
             self.fail(ViolationKind::ApplyOrder, detail);
             return;
         }
-        let decided = match &delivery.outcome {
-            DeliveryOutcome::Apply(batch) => Some(batch.id),
-            DeliveryOutcome::Null => None,
-            DeliveryOutcome::Duplicate(batch) => Some(*batch),
+        let consistent = match (&delivery.outcome, &delivery.value) {
+            (DeliveryOutcome::Null, None) => true,
+            (DeliveryOutcome::Null, Some(_)) | (_, None) => false,
+            (DeliveryOutcome::Apply(batches), Some(value)) => {
+                batches.iter().all(|b| value.contains(b.id))
+            }
+            (DeliveryOutcome::Duplicate(ids), Some(value)) => {
+                ids.iter().all(|id| value.contains(*id))
+            }
         };
-        if let Some(id) = decided {
-            self.decided_batches.insert(id);
+        if !consistent {
+            self.fail(
+                ViolationKind::Validity,
+                format!("{slot}: delivery {delivery:?} does not match its value"),
+            );
+            return;
         }
-        if let Err(detail) = self.agreement.observe_id(id, slot, decided) {
+        if let Some(value) = &delivery.value {
+            self.decided_batches
+                .extend(value.batch_ids().iter().copied());
+        }
+        if let Err(detail) = self.agreement.observe_id(id, slot, delivery.value.clone()) {
             self.fail(ViolationKind::Agreement, detail);
             return;
         }
-        if let DeliveryOutcome::Apply(batch) = &delivery.outcome {
-            if let Err(detail) = self
-                .validity
-                .check(&rabia_core::SlotValue::Batch(batch.clone()))
+        if let DeliveryOutcome::Apply(batches) = &delivery.outcome {
+            if let Some(detail) = batches
+                .iter()
+                .find_map(|batch| self.validity.check_batch(batch).err())
             {
                 self.fail(ViolationKind::Validity, detail);
                 return;
@@ -1018,6 +1041,14 @@ impl World {
                 }
             }
             self.reply_to_client(node, applied.tag);
+        }
+        // Applied and answered: the node may open the next slot (as the
+        // engine releases its hold once the apply task caught up).
+        let now = self.now;
+        if let Some(replica) = self.nodes[node].replica.as_mut() {
+            if replica.opening_held() {
+                replica.hold_opening(now, false);
+            }
         }
         if self.snapshot_every > 0 && (slot.0 + 1).is_multiple_of(self.snapshot_every) {
             let n = &mut self.nodes[node];

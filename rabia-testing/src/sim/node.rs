@@ -101,11 +101,13 @@ impl App {
     /// Applies a delivered slot; returns the session operations it answered.
     pub fn apply(&mut self, outcome: &DeliveryOutcome) -> Vec<Applied> {
         let mut answered = Vec::new();
-        let DeliveryOutcome::Apply(batch) = outcome else {
+        let DeliveryOutcome::Apply(batches) = outcome else {
             return answered;
         };
-        self.filter.insert(batch.id);
-        for op in &batch.operations {
+        for batch in batches {
+            self.filter.insert(batch.id);
+        }
+        for op in batches.iter().flat_map(|b| &b.operations) {
             match op.session {
                 None => self.digest = hash_operation(self.digest, op),
                 Some(tag) => match self.sessions.check(tag) {
