@@ -134,7 +134,7 @@ impl SimConfig {
             // do: held after each decision until the node has applied it
             // (odd seeds), and every third seed without the opener hint.
             hold_opening_after_decision: seed % 2 == 1,
-            opener_wait: if seed % 3 == 0 {
+            opener_wait: if seed.is_multiple_of(3) {
                 Duration::ZERO
             } else {
                 ReplicaConfig::default().opener_wait
