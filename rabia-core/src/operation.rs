@@ -296,3 +296,56 @@ impl SlotValue {
         matches!(self, SlotValue::Null)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::NodeId;
+
+    fn batch(timestamp: u64, seq: u64) -> Arc<Batch> {
+        Arc::new(Batch {
+            id: BatchId {
+                origin: NodeId::from_u64(1),
+                incarnation: 0,
+                seq,
+            },
+            timestamp,
+            operations: vec![Operation::new(vec![1])],
+        })
+    }
+
+    #[test]
+    fn a_batch_list_is_non_empty_and_in_key_order() {
+        assert!(BatchList::new(vec![]).is_none());
+        assert!(BatchList::new(vec![batch(2, 2), batch(1, 1)]).is_none());
+        assert!(BatchList::new(vec![batch(1, 1), batch(1, 1)]).is_none());
+        let list = BatchList::new(vec![batch(1, 1), batch(2, 2)]).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.id().batch_ids(), &[batch(1, 1).id, batch(2, 2).id]);
+        assert!(list.id().contains(batch(2, 2).id));
+        assert!(!list.id().contains(batch(3, 3).id));
+    }
+
+    #[test]
+    fn one_batch_has_one_identity_however_it_is_built_or_decoded() {
+        let single = BatchList::single(batch(1, 1));
+        assert_eq!(BatchList::new(vec![batch(1, 1)]).unwrap(), single);
+        assert_eq!(single.id(), &ValueId::single(batch(1, 1).id));
+        let bytes = bincode::serialize(single.id()).unwrap();
+        let decoded: ValueId = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(&decoded, single.id());
+        let list_bytes = bincode::serialize(&single).unwrap();
+        let decoded: BatchList = bincode::deserialize(&list_bytes).unwrap();
+        assert_eq!(decoded, single);
+    }
+
+    #[test]
+    fn malformed_lists_and_ids_do_not_decode() {
+        let empty = bincode::serialize(&Vec::<BatchId>::new()).unwrap();
+        assert!(bincode::deserialize::<ValueId>(&empty).is_err());
+        let unordered = bincode::serialize(&vec![batch(2, 2), batch(1, 1)]).unwrap();
+        assert!(bincode::deserialize::<BatchList>(&unordered).is_err());
+        let none = bincode::serialize(&Vec::<Arc<Batch>>::new()).unwrap();
+        assert!(bincode::deserialize::<BatchList>(&none).is_err());
+    }
+}

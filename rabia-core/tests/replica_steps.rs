@@ -708,3 +708,143 @@ fn a_learner_counts_only_answers_to_its_probe() {
     let cluster = ClusterConfig::try_new(NodeId::from_u64(1), ids(2)).unwrap();
     assert!(Replica::new(rejoin, cluster, RecoveredState::fresh(1), Instant::ZERO, 1).is_err());
 }
+
+// ------------------------------------------------- multi-batch values, opener
+
+/// The slots replica `i` sent (recorded) a Proposal for.
+fn proposed_slots(net: &Net, i: usize) -> Vec<Slot> {
+    net.persisted[i]
+        .iter()
+        .filter_map(|r| match r {
+            PersistRecord::Sent {
+                slot,
+                message: Message::Proposal { .. },
+            } => Some(*slot),
+            _ => None,
+        })
+        .collect()
+}
+
+/// After a decision, the origin of the value's last batch opens the next
+/// slot; a replica that is not the opener forwards its batch and waits for
+/// the opener's proposal instead of proposing its own at once, so the slot
+/// does not split into different proposals.
+#[test]
+fn the_last_origin_opens_the_next_slot_and_the_others_join_it() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    // Slot 0 decided [a]: replica 0 opens slot 1. Replicas 1 and 2 submit
+    // at the same moment, before either hears anything.
+    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
+    net.replicas[2].submit(net.now, 21, op("c")).unwrap();
+    net.collect(1);
+    net.collect(2);
+    assert!(
+        !proposed_slots(&net, 1).contains(&Slot(1)),
+        "1 waits for the opener"
+    );
+    assert!(
+        !proposed_slots(&net, 2).contains(&Slot(1)),
+        "2 waits for the opener"
+    );
+    net.settle();
+    for i in 0..3 {
+        let m = net.replicas[i].metrics();
+        assert_eq!(m.null_slots, 0, "replica {i}: no slot split");
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b,c", "replica {i}");
+    }
+    assert!(
+        proposed_slots(&net, 0).contains(&Slot(1)),
+        "0 opened slot 1"
+    );
+}
+
+/// The same start without the hint (`opener_wait` zero): both propose their
+/// own batch at once and the slot decides ⊥ before all batches go through.
+#[test]
+fn without_the_opener_hint_simultaneous_openers_forfeit_the_slot() {
+    let config = ReplicaConfig {
+        opener_wait: Duration::ZERO,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
+    net.replicas[2].submit(net.now, 21, op("c")).unwrap();
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.replicas[i].metrics().null_slots, 1, "replica {i}");
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b+c", "replica {i}");
+    }
+}
+
+/// An opener that is gone delays the others by `opener_wait` at most: then
+/// a replica proposes what it has and the rest join it.
+#[test]
+fn a_silent_opener_costs_one_opener_wait() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    // Replica 0 (the opener of slot 1) falls silent.
+    for j in 1..3 {
+        net.cut.push((0, j));
+        net.cut.push((j, 0));
+    }
+    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
+    net.settle();
+    assert!(!proposed_slots(&net, 1).contains(&Slot(1)), "still waiting");
+    let wait = ReplicaConfig::default().opener_wait;
+    assert!(net.replicas[1].poll_timeout().unwrap() <= net.now + wait);
+    net.tick(wait);
+    for i in 1..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b", "replica {i}");
+        assert_eq!(net.replicas[i].metrics().null_slots, 0);
+    }
+}
+
+/// With `hold_opening_after_decision`, a replica does not open the next slot
+/// with its own queue until released, but joins a slot a peer opened.
+#[test]
+fn a_held_replica_joins_a_peer_value_and_opens_only_when_released() {
+    let config = ReplicaConfig {
+        hold_opening_after_decision: true,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    assert!((0..3).all(|i| net.replicas[i].opening_held()));
+    // Replica 1's batch reaches the opener (0), which holds.
+    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
+    net.settle();
+    assert!(
+        !proposed_slots(&net, 0).contains(&Slot(1)),
+        "the held opener waits"
+    );
+    assert!(net.replicas[0].opening_held());
+    let now = net.now;
+    net.replicas[0].hold_opening(now, false);
+    net.settle();
+    for i in 0..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b", "replica {i}");
+    }
+    // Held again after slot 1; replica 2 submits and, not the opener and
+    // not hearing from it (cut), proposes after opener_wait: the held
+    // opener joins that value rather than holding everyone up.
+    net.cut.push((2, 0));
+    net.replicas[2].submit(net.now, 30, op("c")).unwrap();
+    net.settle();
+    net.cut.clear();
+    net.tick(ReplicaConfig::default().opener_wait);
+    assert!(net.replicas[0].opening_held(), "joining does not release");
+    for i in 0..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b,c", "replica {i}");
+    }
+}
