@@ -12,10 +12,15 @@
 //!
 //! # Slot life cycle
 //!
-//! The replica decides one slot at a time (`next_slot`). It starts a slot as
-//! soon as its pending queue holds a batch (its own, a forwarded one, or one
-//! adopted from a peer's proposal), proposes the queue's head and runs
-//! its slot instance to a decision. Messages for later slots inside
+//! The replica decides one slot at a time (`next_slot`). A slot decides a
+//! list of batches (docs/protocol.md, "Slot values: lists of batches"). The
+//! replica proposes as soon as its pending queue holds a batch (its own, a
+//! forwarded one, or one adopted from a peer's proposal): the value a peer
+//! already proposed for the slot if there is one, otherwise every pending
+//! batch, oldest first. The previous value's last origin opens the slot;
+//! the others wait up to `opener_wait` for it, and a driver may hold the
+//! opening until its clients were answered (`hold_opening`). It then runs
+//! the slot instance to a decision. Messages for later slots inside
 //! `slot_window` are buffered in their instances; decisions for later slots
 //! are kept and consumed in order. A decided slot is persisted, sent to any
 //! peer that asks for it, and delivered in slot order.
