@@ -375,3 +375,88 @@ fn a_kept_record_does_not_stop_truncation_of_later_segments() {
         (15..20).map(record).collect::<Vec<_>>()[..]
     );
 }
+
+/// A data directory written by the build before multi-batch slot values
+/// (WAL format 2, one-batch records; `tests/fixtures/wal-format-2`, made by
+/// that build's `FilePersistence`): every record is read back as its
+/// one-batch equivalent, and new records go to a new segment.
+#[test]
+fn a_format_2_log_from_the_previous_build_is_read_without_loss() {
+    use rabia_core::protocol::{Bit, Message, VoteValue};
+    use rabia_core::{Batch, BatchId, BatchList, NodeId, Operation, Phase, ValueId};
+    use std::sync::Arc;
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wal-format-2");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+    std::fs::create_dir_all(dir.path().join("snapshots")).unwrap();
+    std::fs::copy(fixture.join("incarnation"), dir.path().join("incarnation")).unwrap();
+    let segment = "wal/00000000000000000000.wal";
+    std::fs::copy(fixture.join(segment), dir.path().join(segment)).unwrap();
+
+    let batch = |seq: u64, text: &str| {
+        Arc::new(Batch {
+            id: BatchId {
+                origin: NodeId::from_u64(2),
+                incarnation: 1,
+                seq,
+            },
+            timestamp: 1000 + seq,
+            operations: vec![Operation::new(text.as_bytes().to_vec())],
+        })
+    };
+    let candidate = Some(ValueId::single(batch(1, "").id));
+    let expected = vec![
+        PersistRecord::Learner {
+            participate_from: Some(Slot(0)),
+        },
+        PersistRecord::Sent {
+            slot: Slot(0),
+            message: Message::Proposal {
+                slot: Slot(0),
+                value: BatchList::single(batch(1, "set a 1")),
+            },
+        },
+        PersistRecord::Sent {
+            slot: Slot(0),
+            message: Message::State {
+                slot: Slot(0),
+                phase: Phase(1),
+                bit: Bit::One,
+                candidate: candidate.clone(),
+            },
+        },
+        PersistRecord::Sent {
+            slot: Slot(0),
+            message: Message::Vote {
+                slot: Slot(0),
+                phase: Phase(1),
+                vote: VoteValue::Bit(Bit::One),
+                candidate,
+            },
+        },
+        PersistRecord::Decided {
+            slot: Slot(0),
+            value: SlotValue::Batches(BatchList::single(batch(1, "set a 1"))),
+        },
+        record(1),
+        PersistRecord::Sent {
+            slot: Slot(2),
+            message: Message::Proposal {
+                slot: Slot(2),
+                value: BatchList::single(batch(2, "set b 2")),
+            },
+        },
+    ];
+    block_on(async {
+        let mut store = open(dir.path());
+        let recovered = store.recover().await.unwrap();
+        assert_eq!(recovered.records, expected);
+        assert_eq!(store.torn_bytes(), 0);
+        store.append(&[record(3)]).await.unwrap();
+    });
+    assert_eq!(segments(dir.path()).len(), 2, "a new segment for writing");
+    let mut after = expected;
+    after.push(record(3));
+    assert_eq!(recover(dir.path()).unwrap(), after);
+}

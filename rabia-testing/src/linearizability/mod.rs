@@ -153,6 +153,11 @@ fn check_key(ops: &[&Operation], max_states: usize) -> Result<(), Option<String>
             Outcome::Indeterminate => !matches!(op.op, KvOp::Read { .. }),
         })
         .collect();
+    if let Some(explanation) = read_of_a_value_never_written(&relevant) {
+        // Decided without a search: no order can produce such a read, and
+        // a long history could otherwise exhaust the search budget first.
+        return Err(Some(explanation));
+    }
     let key_ops: Vec<KeyOp> = relevant
         .iter()
         .map(|op| {
@@ -174,6 +179,29 @@ fn check_key(ops: &[&Operation], max_states: usize) -> Result<(), Option<String>
         Verdict::Unknown => Err(None),
         Verdict::NotLinearizable(stuck) => Err(Some(explain(&relevant, &values, &stuck))),
     }
+}
+
+/// A completed read that returned a value no write or compare-and-set of
+/// the key could have stored (failed ones never took effect), if any.
+fn read_of_a_value_never_written(ops: &[&Operation]) -> Option<String> {
+    let stored: Vec<&str> = ops
+        .iter()
+        .filter_map(|op| match &op.op {
+            KvOp::Write { value, .. } => Some(value.as_str()),
+            KvOp::Cas { new, .. } => Some(new.as_str()),
+            KvOp::Read { .. } => None,
+        })
+        .collect();
+    ops.iter().find_map(|op| match &op.outcome {
+        Outcome::Completed {
+            result: KvResult::Read(Some(value)),
+            ..
+        } if !stored.contains(&value.as_str()) => Some(format!(
+            "{} read a value that no write of the key stores",
+            describe(op)
+        )),
+        _ => None,
+    })
 }
 
 /// A short account of where the search got stuck.
