@@ -848,3 +848,48 @@ fn a_held_replica_joins_a_peer_value_and_opens_only_when_released() {
         assert_eq!(applied.join(","), "a,b,c", "replica {i}");
     }
 }
+
+/// A replica whose `Forward` was lost, and which keeps joining the values a
+/// busy opener proposes, forwards its batch again a retransmit interval
+/// later, so the batch does not wait for as long as the opener stays busy.
+#[test]
+fn a_batch_whose_forward_was_lost_is_forwarded_again() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    // Replica 1's Forward is lost on both links.
+    net.cut.push((1, 0));
+    net.cut.push((1, 2));
+    net.replicas[1].submit(net.now, 20, op("lost")).unwrap();
+    net.settle();
+    net.cut.clear();
+    // Replica 0 stays busy: it opens a slot every 5 ms, well within
+    // replica 1's opener_wait, and replica 1 joins each one.
+    let mut seq = 0u64;
+    while seq < 100 {
+        seq += 1;
+        net.replicas[0]
+            .submit(net.now, 100 + seq, op(&format!("x{seq}")))
+            .unwrap();
+        net.settle();
+        net.tick(Duration::from_millis(5));
+        if net
+            .applied_batches(0)
+            .iter()
+            .flatten()
+            .any(|b| b.contains("lost"))
+        {
+            break;
+        }
+    }
+    for i in 0..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert!(
+            applied.iter().any(|b| b.contains("lost")),
+            "replica {i}: {applied:?}"
+        );
+    }
+    assert!(net.replicas[1].metrics().reforwards >= 1);
+    // Within two checks of the retransmit interval (jittered), not later.
+    assert!(seq * 5 <= 3 * 200 + 50, "took {seq} rounds of 5 ms");
+}

@@ -52,6 +52,9 @@ pub struct ReplicaMetrics {
     pub proposed_batches: u64,
     /// Times this replica re-sent its messages for a stalled slot.
     pub retransmits: u64,
+    /// Own batches forwarded again because they were still pending a
+    /// retransmit interval later (or because this replica is a learner).
+    pub reforwards: u64,
     /// Catch-up requests sent.
     pub catch_up_requests: u64,
     /// Snapshots requested from peers (this replica was behind their logs).

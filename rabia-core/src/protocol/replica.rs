@@ -134,6 +134,9 @@ pub struct Replica {
     open_wait_until: Option<Instant>,
     /// That wait is over for the current slot.
     open_wait_expired: bool,
+    /// The oldest own pending batches at the last periodic check (see
+    /// `reforward_own_batches`).
+    own_pending_at_check: Vec<BatchId>,
     /// The driver asked this replica not to open a slot for now (see
     /// [`Replica::hold_opening`]).
     opening_held: bool,
@@ -208,6 +211,7 @@ impl Replica {
             opener: None,
             open_wait_until: None,
             open_wait_expired: false,
+            own_pending_at_check: Vec::new(),
             opening_held: false,
             probe: 0,
             decision_replies: BTreeMap::new(),
@@ -603,9 +607,7 @@ impl Replica {
                 self.retransmit_current();
             }
             let learner = self.is_learner();
-            if learner {
-                self.reforward_own_batches();
-            }
+            self.reforward_own_batches(learner);
             self.maybe_catch_up(now, stalled || learner);
             self.next_check = now + self.jittered(self.config.retransmit_interval);
         }
@@ -1560,23 +1562,32 @@ impl Replica {
         }
     }
 
-    /// Re-sends this replica's released messages for the current slot (and
-    /// its value request), after a stall or a restart.
-    /// A learner cannot propose its own batches: the others must. Its
-    /// `Forward` may have been lost, so it sends its oldest few again.
-    fn reforward_own_batches(&mut self) {
+    /// Forwards its oldest few own pending batches again: all of them for
+    /// a learner (it cannot propose them; the others must), otherwise those
+    /// already pending at the previous check. A `Forward` may have been
+    /// lost, and a replica that joins the values its peers open never
+    /// proposes its own batch itself: without this, a batch the others
+    /// never received could wait for as long as they stay busy.
+    fn reforward_own_batches(&mut self, learner: bool) {
         let me = self.me;
         let own: Vec<Arc<Batch>> = self
             .pending
             .iter()
-            .filter(|b| b.id.origin == me)
+            .filter(|b| b.id.origin == me && !self.filter.contains(&b.id))
             .take(REFORWARD_BATCHES_MAX)
             .cloned()
             .collect();
+        let previous = std::mem::replace(
+            &mut self.own_pending_at_check,
+            own.iter().map(|b| b.id).collect(),
+        );
         for batch in own {
-            self.emit_now(Action::Broadcast {
-                envelope: self.envelope(Message::Forward { batch }),
-            });
+            if learner || previous.contains(&batch.id) {
+                self.metrics.reforwards += 1;
+                self.emit_now(Action::Broadcast {
+                    envelope: self.envelope(Message::Forward { batch }),
+                });
+            }
         }
     }
 
@@ -1604,6 +1615,8 @@ impl Replica {
         self.emit_now(Action::Send { to, envelope });
     }
 
+    /// Re-sends this replica's released messages for the current slot (and
+    /// its value request), after a stall or a restart.
     fn retransmit_current(&mut self) {
         let slot = self.next_slot;
         let durable = self.durable_token;
