@@ -20,9 +20,10 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RabiaConfig {
-    /// Maximum operations per batch (one batch is what a slot decides).
+    /// Maximum operations per batch (a slot decides a list of batches).
     pub max_batch_size: usize,
-    /// Maximum encoded bytes per batch.
+    /// Maximum encoded bytes per batch, and of the values this node
+    /// proposes from its own queue.
     pub max_batch_bytes: usize,
     /// While one of this node's own batches awaits a decision, operations
     /// accumulate for at most this long (or until `max_batch_size`) before
@@ -75,6 +76,14 @@ pub struct RabiaConfig {
     pub max_sessions: usize,
     /// How often the status snapshot is published.
     pub status_interval: Duration,
+    /// How long this node waits for a slot's opener (the origin of the
+    /// last batch of the previous slot's value) to propose before it
+    /// proposes its own batches; zero: propose at once (more ⊥ slots under
+    /// load). Keep it above a sync of your disk plus a round trip: the
+    /// opener's proposal is durable before it is sent. A throughput hint,
+    /// never needed for safety (docs/protocol.md, "Slot values: lists of
+    /// batches").
+    pub opener_wait: Duration,
 }
 
 impl Default for RabiaConfig {
@@ -98,6 +107,7 @@ impl Default for RabiaConfig {
             session_window: 64,
             max_sessions: 100_000,
             status_interval: Duration::from_millis(100),
+            opener_wait: Duration::from_millis(10),
         }
     }
 }
@@ -140,6 +150,7 @@ impl RabiaConfig {
             ("election_timeout", self.election_timeout),
             ("retransmit_interval", self.retransmit_interval),
             ("status_interval", self.status_interval),
+            ("opener_wait", self.opener_wait),
         ] {
             if value > day {
                 return Err(ConfigError::InvalidSetting {
@@ -176,6 +187,7 @@ impl RabiaConfig {
             snapshot_chunk_bytes_max: rabia_core::protocol::wire::DEFAULT_FRAME_BYTES_MAX / 2,
             // Released by the driver once the decided slot is applied.
             hold_opening_after_decision: true,
+            opener_wait: self.opener_wait,
             ..ReplicaConfig::default()
         }
     }

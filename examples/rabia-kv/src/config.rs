@@ -106,6 +106,9 @@ pub struct Settings {
     pub max_batch_size: Option<usize>,
     /// Longest wait to fill a batch while this node's previous batch awaits a decision, in ms.
     pub batch_timeout_ms: Option<u64>,
+    /// How long to wait for a slot's opener to propose before proposing
+    /// this node's own batches, in ms (0: at once).
+    pub opener_wait_ms: Option<u64>,
     /// An empty data directory replaces a node that lost its data (learn
     /// before taking part) rather than starting a new member.
     pub rejoin: Option<bool>,
@@ -138,6 +141,7 @@ impl Settings {
             read_mode: over.read_mode.or(self.read_mode),
             max_batch_size: over.max_batch_size.or(self.max_batch_size),
             batch_timeout_ms: over.batch_timeout_ms.or(self.batch_timeout_ms),
+            opener_wait_ms: over.opener_wait_ms.or(self.opener_wait_ms),
             rejoin: over.rejoin.or(self.rejoin),
         }
     }
@@ -201,6 +205,7 @@ impl Settings {
         if batch_timeout.is_zero() {
             return Err(invalid("batch_timeout_ms", "must be positive"));
         }
+        let opener_wait = Duration::from_millis(self.opener_wait_ms.unwrap_or(10));
         let rejoin = self.rejoin.unwrap_or(false);
         if rejoin && peers.len() == 2 {
             return Err(invalid(
@@ -220,6 +225,7 @@ impl Settings {
             read_mode: self.read_mode.unwrap_or(ReadMode::Linearizable),
             max_batch_size,
             batch_timeout,
+            opener_wait,
             rejoin,
         })
     }
@@ -286,6 +292,8 @@ pub struct NodeConfig {
     pub max_batch_size: usize,
     /// Longest wait to fill a batch.
     pub batch_timeout: Duration,
+    /// Longest wait for a slot's opener to propose.
+    pub opener_wait: Duration,
     /// An empty store replaces a node that lost its data: it learns how
     /// far its predecessor went before it takes part.
     pub rejoin: bool,
@@ -410,7 +418,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
+            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
         )
         .unwrap();
         let file = Settings::from_file(&path).unwrap();
@@ -423,6 +431,12 @@ mod tests {
             .unwrap();
         assert_eq!(c.id, NodeId::from_u64(2));
         assert_eq!(c.resp, "127.0.0.1:7777".parse().unwrap());
+        assert_eq!(c.opener_wait, Duration::from_millis(25));
+        assert_eq!(
+            crate::node::engine_config(&c).opener_wait,
+            Duration::from_millis(25),
+            "reaches the engine"
+        );
         std::fs::write(&path, "id = 2\nbogus = 1\n").unwrap();
         assert!(Settings::from_file(&path)
             .unwrap_err()

@@ -73,6 +73,11 @@ struct NodeArgs {
     /// Longest wait to fill a batch while this node's previous batch awaits a decision (ms).
     #[arg(long)]
     batch_timeout_ms: Option<u64>,
+    /// Longest wait for a slot's opener (the node whose batch closed the
+    /// previous slot) to propose before this node proposes its own batches
+    /// (ms; 0: at once). Keep it above one disk sync plus a round trip.
+    #[arg(long)]
+    opener_wait_ms: Option<u64>,
     /// This node replaces one that lost its data directory (same id): with
     /// an empty data directory it learns how far its predecessor went
     /// before it votes. Without it an empty directory is a new member.
@@ -107,6 +112,7 @@ impl NodeArgs {
             read_mode: self.read_mode,
             max_batch_size: self.max_batch_size,
             batch_timeout_ms: self.batch_timeout_ms,
+            opener_wait_ms: self.opener_wait_ms,
             rejoin: self.rejoin.then_some(true),
         };
         file.overridden_by(flags).validate()
