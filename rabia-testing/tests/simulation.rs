@@ -40,6 +40,18 @@ const FIXED_SEEDS: &[u64] = &[
     1, 2, 3, 7, 11, 38, 42, 43, 44, 46, 50, 55, 65, 70, 99, 1234, 31337, 424242,
 ];
 
+/// Seeds that found bugs, with their cluster sizes: batches adopted from a
+/// proposal for a decided slot did not start the current slot (2160/5,
+/// 1941/7); a learner held a batch whose origin had crashed and forwarded
+/// only its own (1004722/3). A schedule depends on the code, so these guard
+/// loosely; the runs above and `rabia-sim` guard broadly.
+#[test]
+fn seeds_that_found_bugs() {
+    for &(seed, nodes) in &[(2160, 5), (1941, 7), (1_004_722, 3)] {
+        check(seed, nodes, FaultClasses::ALL);
+    }
+}
+
 #[test]
 fn fixed_seeds_three_nodes() {
     for &seed in FIXED_SEEDS {

@@ -135,7 +135,7 @@ pub struct Replica {
     /// That wait is over for the current slot.
     open_wait_expired: bool,
     /// The oldest own pending batches at the last periodic check (see
-    /// `reforward_own_batches`).
+    /// `reforward_batches`).
     own_pending_at_check: Vec<BatchId>,
     /// The driver asked this replica not to open a slot for now (see
     /// [`Replica::hold_opening`]).
@@ -607,7 +607,7 @@ impl Replica {
                 self.retransmit_current();
             }
             let learner = self.is_learner();
-            self.reforward_own_batches(learner);
+            self.reforward_batches(learner);
             self.maybe_catch_up(now, stalled || learner);
             self.next_check = now + self.jittered(self.config.retransmit_interval);
         }
@@ -1562,18 +1562,22 @@ impl Replica {
         }
     }
 
-    /// Forwards its oldest few own pending batches again: all of them for
-    /// a learner (it cannot propose them; the others must), otherwise those
-    /// already pending at the previous check. A `Forward` may have been
-    /// lost, and a replica that joins the values its peers open never
-    /// proposes its own batch itself: without this, a batch the others
-    /// never received could wait for as long as they stay busy.
-    fn reforward_own_batches(&mut self, learner: bool) {
+    /// Forwards pending batches again. A learner forwards its oldest few
+    /// pending batches, its own or peers' (it cannot propose them, the
+    /// others must: a batch whose origin crashed before the others had it
+    /// would otherwise stay with the learner, and an idle cluster would
+    /// never decide the slots the learner waits for). A participant
+    /// forwards its oldest few own batches that were already pending at the
+    /// previous check: a `Forward` may have been lost, and a replica that
+    /// joins the values its peers open never proposes its own batch itself,
+    /// so without this a batch the others never received could wait for as
+    /// long as they stay busy.
+    fn reforward_batches(&mut self, learner: bool) {
         let me = self.me;
         let own: Vec<Arc<Batch>> = self
             .pending
             .iter()
-            .filter(|b| b.id.origin == me && !self.filter.contains(&b.id))
+            .filter(|b| (learner || b.id.origin == me) && !self.filter.contains(&b.id))
             .take(REFORWARD_BATCHES_MAX)
             .cloned()
             .collect();
