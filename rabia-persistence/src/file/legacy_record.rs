@@ -15,6 +15,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 enum LegacyRecord {
     Sent { slot: Slot, message: LegacyMessage },
     Decided { slot: Slot, value: LegacyValue },
@@ -23,6 +24,7 @@ enum LegacyRecord {
 
 /// The old message enum up to `Vote`, the last kind a `Sent` record holds.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 enum LegacyMessage {
     Forward {
         #[allow(dead_code)]
@@ -47,6 +49,7 @@ enum LegacyMessage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 enum LegacyValue {
     Null,
     Batch(Arc<Batch>),
@@ -105,43 +108,6 @@ pub(crate) fn decode(payload: &[u8]) -> Result<PersistRecord, String> {
 mod tests {
     use super::*;
     use rabia_core::{NodeId, Operation};
-    use serde::Serialize;
-
-    // The old encodings, for writing test records.
-    #[derive(Serialize)]
-    enum OldRecord {
-        Sent { slot: Slot, message: OldMessage },
-        Decided { slot: Slot, value: OldValue },
-    }
-    #[derive(Serialize)]
-    #[allow(dead_code)]
-    enum OldMessage {
-        Forward {
-            batch: Arc<Batch>,
-        },
-        Proposal {
-            slot: Slot,
-            batch: Arc<Batch>,
-        },
-        State {
-            slot: Slot,
-            phase: Phase,
-            bit: Bit,
-            candidate: Option<BatchId>,
-        },
-        Vote {
-            slot: Slot,
-            phase: Phase,
-            vote: VoteValue,
-            candidate: Option<BatchId>,
-        },
-    }
-    #[derive(Serialize)]
-    #[allow(dead_code)]
-    enum OldValue {
-        Null,
-        Batch(Arc<Batch>),
-    }
 
     fn batch() -> Arc<Batch> {
         Arc::new(Batch {
@@ -158,9 +124,9 @@ mod tests {
     #[test]
     fn old_records_decode_to_their_one_batch_forms() {
         let b = batch();
-        let proposal = bincode::serialize(&OldRecord::Sent {
+        let proposal = bincode::serialize(&LegacyRecord::Sent {
             slot: Slot(5),
-            message: OldMessage::Proposal {
+            message: LegacyMessage::Proposal {
                 slot: Slot(5),
                 batch: b.clone(),
             },
@@ -176,9 +142,9 @@ mod tests {
                 },
             }
         );
-        let vote = bincode::serialize(&OldRecord::Sent {
+        let vote = bincode::serialize(&LegacyRecord::Sent {
             slot: Slot(5),
-            message: OldMessage::Vote {
+            message: LegacyMessage::Vote {
                 slot: Slot(5),
                 phase: Phase(1),
                 vote: VoteValue::Bit(Bit::One),
@@ -194,9 +160,9 @@ mod tests {
             panic!("not a vote");
         };
         assert_eq!(candidate.as_ref(), Some(BatchList::single(b.clone()).id()));
-        let decided = bincode::serialize(&OldRecord::Decided {
+        let decided = bincode::serialize(&LegacyRecord::Decided {
             slot: Slot(5),
-            value: OldValue::Batch(b.clone()),
+            value: LegacyValue::Batch(b.clone()),
         })
         .unwrap();
         assert_eq!(
@@ -206,9 +172,9 @@ mod tests {
                 value: SlotValue::Batches(BatchList::single(b)),
             }
         );
-        let forward = bincode::serialize(&OldRecord::Sent {
+        let forward = bincode::serialize(&LegacyRecord::Sent {
             slot: Slot(5),
-            message: OldMessage::Forward { batch: batch() },
+            message: LegacyMessage::Forward { batch: batch() },
         })
         .unwrap();
         assert!(decode(&forward).is_err());
