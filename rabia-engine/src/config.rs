@@ -27,8 +27,10 @@ pub struct RabiaConfig {
     pub max_batch_bytes: usize,
     /// While one of this node's own batches awaits a decision, operations
     /// accumulate for at most this long (or until `max_batch_size`) before
-    /// they are proposed. With none awaiting, an operation is proposed at
-    /// once.
+    /// they are proposed. With none awaiting, an operation goes out at once
+    /// (with those submitted in the same instant): proposed by this node if
+    /// it opens the next slot, otherwise forwarded to the node that does
+    /// (see `opener_wait`).
     pub batch_timeout: Duration,
     /// Period of the progress heartbeat between replicas.
     pub heartbeat_interval: Duration,
