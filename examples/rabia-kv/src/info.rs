@@ -29,6 +29,17 @@ pub fn phases_per_slot(status: &EngineStatus) -> f64 {
     }
 }
 
+/// Mean batches per value this node proposed (above 1: slots carry
+/// several replicas' batches).
+pub fn batches_per_proposal(status: &EngineStatus) -> f64 {
+    let proposals = status.protocol.proposals_sent;
+    if proposals == 0 {
+        0.0
+    } else {
+        status.protocol.proposed_batches as f64 / proposals as f64
+    }
+}
+
 /// Peers heard from within the failure timeout.
 pub fn peers_reachable(status: &EngineStatus) -> usize {
     status.peers.iter().filter(|p| p.reachable).count()
@@ -96,7 +107,7 @@ pub async fn render(shared: &Shared, wanted: Option<&str>) -> String {
         let peers_connected = status.transport.peers_connected;
         let _ = write!(
             out,
-            "node_id:{}\r\ncluster_id:{}\r\ncluster_size:{}\r\nrunning:{}\r\nquorum:{}\r\nlearner:{}\r\nparticipate_from:{}\r\nnext_slot:{}\r\napplied_slot:{}\r\nslots_decided:{}\r\nnull_slots:{}\r\nnull_rate:{:.4}\r\nfast_path_slots:{}\r\nphases_per_slot:{:.3}\r\npending_batches:{}\r\nqueued_operations:{}\r\nmean_batch_size:{:.1}\r\nsubmit_to_decide_p50_us:{}\r\nsubmit_to_decide_p99_us:{}\r\nlast_snapshot_slot:{}\r\npeers_connected:{}\r\npeers_reachable:{}\r\npersistence:{}\r\ndata_dir:{}\r\nread_mode:{}\r\n",
+            "node_id:{}\r\ncluster_id:{}\r\ncluster_size:{}\r\nrunning:{}\r\nquorum:{}\r\nlearner:{}\r\nparticipate_from:{}\r\nnext_slot:{}\r\napplied_slot:{}\r\nslots_decided:{}\r\nnull_slots:{}\r\nnull_rate:{:.4}\r\nfast_path_slots:{}\r\nphases_per_slot:{:.3}\r\npending_batches:{}\r\nqueued_operations:{}\r\nmean_batch_size:{:.1}\r\nbatches_per_proposal:{:.2}\r\nsubmit_to_decide_p50_us:{}\r\nsubmit_to_decide_p99_us:{}\r\nlast_snapshot_slot:{}\r\npeers_connected:{}\r\npeers_reachable:{}\r\npersistence:{}\r\ndata_dir:{}\r\nread_mode:{}\r\n",
             config.id,
             config.cluster_id,
             config.peers.len(),
@@ -116,6 +127,7 @@ pub async fn render(shared: &Shared, wanted: Option<&str>) -> String {
             status.protocol.pending_batches,
             status.queued_operations,
             status.mean_batch_size,
+            batches_per_proposal(&status),
             status.submit_to_decide.p50.as_micros(),
             status.submit_to_decide.p99.as_micros(),
             status.last_snapshot.map_or("none".to_string(), |s| s.0.to_string()),

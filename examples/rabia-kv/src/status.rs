@@ -55,9 +55,10 @@ pub fn report(addr: SocketAddr, info: &BTreeMap<String, String>) -> String {
         get("null_rate")
     );
     out += &format!(
-        "  protocol    fast-path slots={} phases/slot={} pending batches={} queued ops={}\n",
+        "  protocol    fast-path slots={} phases/slot={} batches/proposal={} pending batches={} queued ops={}\n",
         get("fast_path_slots"),
         get("phases_per_slot"),
+        get("batches_per_proposal"),
         get("pending_batches"),
         get("queued_operations")
     );
