@@ -9,35 +9,33 @@ use rabia_engine::EngineStatus;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-/// The ⊥ (null) slot rate: decided-empty slots over all decided slots.
-pub fn null_rate(status: &EngineStatus) -> f64 {
-    let decided = status.protocol.slots_decided;
-    if decided == 0 {
+/// `part / whole`, or 0 before anything was counted.
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
         0.0
     } else {
-        status.protocol.null_slots as f64 / decided as f64
+        part as f64 / whole as f64
     }
+}
+
+/// The ⊥ (null) slot rate: decided-empty slots over all decided slots.
+pub fn null_rate(status: &EngineStatus) -> f64 {
+    ratio(status.protocol.null_slots, status.protocol.slots_decided)
 }
 
 /// Mean phases per slot the protocol decided (1.0 is all fast path).
 pub fn phases_per_slot(status: &EngineStatus) -> f64 {
-    let by_protocol = status.protocol.slots_decided_by_protocol;
-    if by_protocol == 0 {
-        0.0
-    } else {
-        status.protocol.phases_total as f64 / by_protocol as f64
-    }
+    let p = &status.protocol;
+    ratio(p.phases_total, p.slots_decided_by_protocol)
 }
 
 /// Mean batches per value this node proposed (above 1: slots carry
 /// several replicas' batches).
 pub fn batches_per_proposal(status: &EngineStatus) -> f64 {
-    let proposals = status.protocol.proposals_sent;
-    if proposals == 0 {
-        0.0
-    } else {
-        status.protocol.proposed_batches as f64 / proposals as f64
-    }
+    ratio(
+        status.protocol.proposed_batches,
+        status.protocol.proposals_sent,
+    )
 }
 
 /// Peers heard from within the failure timeout.
