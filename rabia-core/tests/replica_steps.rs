@@ -893,3 +893,114 @@ fn a_batch_whose_forward_was_lost_is_forwarded_again() {
     // Within two checks of the retransmit interval (jittered), not later.
     assert!(seq * 5 <= 3 * 200 + 50, "took {seq} rounds of 5 ms");
 }
+
+/// Sets up, with the hold on, a decided slot 1 whose value holds batches of
+/// replicas 1 and 0 (0's last, so 0 opens slot 2) and took 2 ms from 0's
+/// proposal to its decision; every replica is released again.
+fn slot_with_two_contributors() -> Net {
+    let config = ReplicaConfig {
+        hold_opening_after_decision: true,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    release_all(&mut net);
+    // Replica 1's batch reaches the (held) opener 0, which then adds its own.
+    let now = net.now;
+    net.replicas[0].hold_opening(now, true);
+    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
+    net.settle();
+    net.replicas[0].submit(net.now, 30, op("a2")).unwrap();
+    net.replicas[0].hold_opening(now, false);
+    net.collect(0);
+    net.now = net.now + Duration::from_millis(2);
+    net.settle();
+    release_all(&mut net);
+    for i in 0..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b+a2", "replica {i}");
+    }
+    net
+}
+
+fn release_all(net: &mut Net) {
+    let now = net.now;
+    for i in 0..net.replicas.len() {
+        net.replicas[i].hold_opening(now, false);
+    }
+}
+
+/// The opener of a slot waits for the next batch of a replica whose batch
+/// was in the previous value, and opens as soon as it arrives: the slot
+/// carries both replicas' new batches instead of only the opener's.
+#[test]
+fn the_opener_waits_for_the_previous_contributors_batch() {
+    let mut net = slot_with_two_contributors();
+    // Replica 1's next batch is on its way (not delivered yet) when the
+    // opener's own client submits.
+    net.replicas[1].submit(net.now, 40, op("c")).unwrap();
+    net.collect(1);
+    net.replicas[0].submit(net.now, 50, op("d")).unwrap();
+    net.collect(0);
+    assert!(
+        !proposed_slots(&net, 0).contains(&Slot(2)),
+        "the opener waits for replica 1"
+    );
+    net.settle();
+    assert!(proposed_slots(&net, 0).contains(&Slot(2)));
+    for i in 0..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b+a2,c+d", "replica {i}");
+        assert_eq!(net.replicas[i].metrics().null_slots, 0, "replica {i}");
+    }
+}
+
+/// A contributor with nothing more to send costs the opener at most
+/// `contributor_wait` (here less than half the previous slot's 2 ms).
+#[test]
+fn a_silent_contributor_costs_at_most_one_contributor_wait() {
+    let mut net = slot_with_two_contributors();
+    net.replicas[0].submit(net.now, 50, op("d")).unwrap();
+    net.settle();
+    assert!(!proposed_slots(&net, 0).contains(&Slot(2)), "waiting");
+    let wait = ReplicaConfig::default().contributor_wait;
+    assert!(wait < Duration::from_millis(1));
+    net.tick(wait / 2);
+    assert!(!proposed_slots(&net, 0).contains(&Slot(2)), "still waiting");
+    assert!(net.replicas[0]
+        .poll_timeout()
+        .is_some_and(|t| t <= net.now + wait / 2));
+    net.tick(wait / 2);
+    assert!(proposed_slots(&net, 0).contains(&Slot(2)), "opened alone");
+    for i in 0..3 {
+        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
+        assert_eq!(applied.join(","), "a,b+a2,d", "replica {i}");
+    }
+}
+
+/// Where slots are fast, the wait is at most half the previous slot's time:
+/// with slots decided in no time at all, the opener does not wait.
+#[test]
+fn the_contributor_wait_never_exceeds_half_a_slot() {
+    let config = ReplicaConfig {
+        hold_opening_after_decision: true,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.settle();
+    release_all(&mut net);
+    let now = net.now;
+    net.replicas[0].hold_opening(now, true);
+    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
+    net.settle();
+    net.replicas[0].submit(net.now, 30, op("a2")).unwrap();
+    net.replicas[0].hold_opening(now, false);
+    net.settle();
+    release_all(&mut net);
+    // Slot 1 (b+a2) took no time: replica 0 opens slot 2 at once.
+    net.replicas[0].submit(net.now, 50, op("d")).unwrap();
+    net.collect(0);
+    assert!(proposed_slots(&net, 0).contains(&Slot(2)));
+}

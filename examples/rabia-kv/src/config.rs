@@ -109,6 +109,9 @@ pub struct Settings {
     /// How long to wait for a slot's opener to propose before proposing
     /// this node's own batches, in ms (0: at once).
     pub opener_wait_ms: Option<u64>,
+    /// How long the node opening a slot waits, at most, for the next
+    /// operations of the nodes that were in the previous slot, in µs.
+    pub contributor_wait_us: Option<u64>,
     /// An empty data directory replaces a node that lost its data (learn
     /// before taking part) rather than starting a new member.
     pub rejoin: Option<bool>,
@@ -142,6 +145,7 @@ impl Settings {
             max_batch_size: over.max_batch_size.or(self.max_batch_size),
             batch_timeout_ms: over.batch_timeout_ms.or(self.batch_timeout_ms),
             opener_wait_ms: over.opener_wait_ms.or(self.opener_wait_ms),
+            contributor_wait_us: over.contributor_wait_us.or(self.contributor_wait_us),
             rejoin: over.rejoin.or(self.rejoin),
         }
     }
@@ -206,6 +210,13 @@ impl Settings {
             return Err(invalid("batch_timeout_ms", "must be positive"));
         }
         let opener_wait = Duration::from_millis(self.opener_wait_ms.unwrap_or(10));
+        let contributor_wait = Duration::from_micros(self.contributor_wait_us.unwrap_or(200));
+        if contributor_wait > Duration::from_secs(1) {
+            return Err(invalid(
+                "contributor_wait_us",
+                "must be at most 1000000 (one second)",
+            ));
+        }
         let rejoin = self.rejoin.unwrap_or(false);
         if rejoin && peers.len() == 2 {
             return Err(invalid(
@@ -226,6 +237,7 @@ impl Settings {
             max_batch_size,
             batch_timeout,
             opener_wait,
+            contributor_wait,
             rejoin,
         })
     }
@@ -294,6 +306,8 @@ pub struct NodeConfig {
     pub batch_timeout: Duration,
     /// Longest wait for a slot's opener to propose.
     pub opener_wait: Duration,
+    /// Longest wait of a slot's opener for the previous slot's contributors.
+    pub contributor_wait: Duration,
     /// An empty store replaces a node that lost its data: it learns how
     /// far its predecessor went before it takes part.
     pub rejoin: bool,
@@ -413,12 +427,23 @@ mod tests {
     }
 
     #[test]
+    fn a_contributor_wait_above_one_second_is_refused() {
+        let e = Settings {
+            contributor_wait_us: Some(2_000_000),
+            ..base()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("contributor_wait_us"), "{e}");
+    }
+
+    #[test]
     fn toml_and_flags_combine_with_flags_winning() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
+            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
         )
         .unwrap();
         let file = Settings::from_file(&path).unwrap();
@@ -432,6 +457,7 @@ mod tests {
         assert_eq!(c.id, NodeId::from_u64(2));
         assert_eq!(c.resp, "127.0.0.1:7777".parse().unwrap());
         assert_eq!(c.opener_wait, Duration::from_millis(25));
+        assert_eq!(c.contributor_wait, Duration::from_micros(50));
         assert_eq!(
             crate::node::engine_config(&c).opener_wait,
             Duration::from_millis(25),

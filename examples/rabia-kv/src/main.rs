@@ -78,6 +78,11 @@ struct NodeArgs {
     /// (ms; 0: at once). Keep it above one disk sync plus a round trip.
     #[arg(long)]
     opener_wait_ms: Option<u64>,
+    /// Longest wait, in microseconds, of the node opening a slot for the
+    /// next operations of the nodes that were in the previous slot (never
+    /// more than half a slot's time; 0: open at once).
+    #[arg(long)]
+    contributor_wait_us: Option<u64>,
     /// This node replaces one that lost its data directory (same id): with
     /// an empty data directory it learns how far its predecessor went
     /// before it votes. Without it an empty directory is a new member.
@@ -113,6 +118,7 @@ impl NodeArgs {
             max_batch_size: self.max_batch_size,
             batch_timeout_ms: self.batch_timeout_ms,
             opener_wait_ms: self.opener_wait_ms,
+            contributor_wait_us: self.contributor_wait_us,
             rejoin: self.rejoin.then_some(true),
         };
         file.overridden_by(flags).validate()

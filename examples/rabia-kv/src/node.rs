@@ -79,6 +79,7 @@ pub fn engine_config(config: &NodeConfig) -> RabiaConfig {
         max_batch_size: config.max_batch_size,
         batch_timeout: config.batch_timeout,
         opener_wait: config.opener_wait,
+        contributor_wait: config.contributor_wait,
         empty_store: if config.rejoin {
             rabia_engine::EmptyStore::Rejoin
         } else {

@@ -66,6 +66,20 @@ pub enum PersistRecord {
 }
 
 impl PersistRecord {
+    /// Whether something waits on this record as soon as it is issued.
+    ///
+    /// A `Decided` record is not waited on: the slot's delivery waits only
+    /// for the replica's own Proposal, States and Votes (the value is fixed
+    /// by durable votes), so a crash that loses it only makes the replica
+    /// learn the slot again. A driver may hold such a record back briefly,
+    /// so that it shares the sync of the next record that is waited on
+    /// (typically the next slot's Proposal) instead of taking a sync of
+    /// its own on the way. It must still make it durable in token order
+    /// and report it only once durable.
+    pub fn is_urgent(&self) -> bool {
+        !matches!(self, PersistRecord::Decided { .. })
+    }
+
     /// The slot the record belongs to: log truncation behind a snapshot at
     /// slot s drops records whose slot is below s. `Learner` records are
     /// never dropped (their slot is the maximum): the latest one must

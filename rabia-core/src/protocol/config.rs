@@ -48,6 +48,12 @@ pub struct ReplicaConfig {
     /// proposes what it has. Zero: every replica proposes at once. A
     /// throughput hint only; see `Replica` docs and docs/protocol.md.
     pub opener_wait: Duration,
+    /// How long the opener of a slot waits, at most, for new batches from
+    /// the replicas whose batches were in the previous value (their
+    /// clients were answered at the same moment as its own); never more
+    /// than half the time the previous slot took. Zero: open at once. A
+    /// throughput hint only; see docs/protocol.md.
+    pub contributor_wait: Duration,
     /// After deciding a value, hold off opening the next slot with this
     /// replica's own queue until the driver calls
     /// [`Replica::hold_opening`](crate::protocol::Replica::hold_opening)
@@ -82,6 +88,7 @@ impl Default for ReplicaConfig {
             retransmit_interval: Duration::from_millis(200),
             heartbeat_interval: Duration::from_millis(100),
             opener_wait: Duration::from_millis(10),
+            contributor_wait: Duration::from_micros(200),
             hold_opening_after_decision: false,
             filter_sparse_max: 4096,
             filter_incarnations_max: 8,

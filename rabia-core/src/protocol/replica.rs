@@ -134,6 +134,17 @@ pub struct Replica {
     open_wait_until: Option<Instant>,
     /// That wait is over for the current slot.
     open_wait_expired: bool,
+    /// When this replica is the opener: the other replicas whose batches
+    /// were in the previous value and from which no new batch has arrived
+    /// since (see `waits_for_contributors`).
+    contributors_awaited: BTreeSet<NodeId>,
+    /// Until when the opener waits for them.
+    contributor_wait_until: Option<Instant>,
+    /// When this replica proposed for the current slot.
+    proposed_at: Option<Instant>,
+    /// How long the last slot this replica proposed in took from its
+    /// proposal to its decision.
+    last_slot_time: Option<Duration>,
     /// The oldest own pending batches at the last periodic check (see
     /// `reforward_batches`).
     own_pending_at_check: Vec<BatchId>,
@@ -211,6 +222,10 @@ impl Replica {
             opener: None,
             open_wait_until: None,
             open_wait_expired: false,
+            contributors_awaited: BTreeSet::new(),
+            contributor_wait_until: None,
+            proposed_at: None,
+            last_slot_time: None,
             own_pending_at_check: Vec::new(),
             opening_held: false,
             probe: 0,
@@ -611,6 +626,14 @@ impl Replica {
             self.maybe_catch_up(now, stalled || learner);
             self.next_check = now + self.jittered(self.config.retransmit_interval);
         }
+        if self
+            .contributor_wait_until
+            .is_some_and(|until| now >= until)
+        {
+            self.contributors_awaited.clear();
+            self.contributor_wait_until = None;
+            self.maybe_start_slot(now);
+        }
         if self.open_wait_until.is_some_and(|until| now >= until) {
             // Expired once and for all for this slot (a timer left in the
             // past would fire again at once, for ever).
@@ -631,6 +654,10 @@ impl Replica {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = self.next_heartbeat.min(self.next_check);
+        let timers = match self.contributor_wait_until {
+            Some(until) => timers.min(until),
+            None => timers,
+        };
         Some(match self.open_wait_until {
             Some(until) => timers.min(until),
             None => timers,
@@ -835,6 +862,7 @@ impl Replica {
             return false;
         }
         self.hlc = self.hlc.max(batch.timestamp);
+        let origin = batch.id.origin;
         let me = self.me;
         let proposal = self
             .slots
@@ -847,7 +875,10 @@ impl Replica {
             self.metrics.pending_evictions += 1;
         }
         match outcome {
-            Inserted::Added => true,
+            Inserted::Added => {
+                self.contributors_awaited.remove(&origin);
+                true
+            }
             Inserted::AlreadyPending => false,
             Inserted::Full => {
                 self.metrics.dropped.queue_full += 1;
@@ -1135,10 +1166,16 @@ impl Replica {
         if !peers_proposed && (self.opening_held || self.waits_for_opener(now)) {
             return;
         }
+        if !peers_proposed && self.waits_for_contributors(now) {
+            return;
+        }
         let Some(value) = self.choose_proposal(slot) else {
             return;
         };
         self.open_wait_until = None;
+        self.contributors_awaited.clear();
+        self.contributor_wait_until = None;
+        self.proposed_at = Some(now);
         let me = self.me;
         let inst = self.slots.entry(slot).or_insert_with(SlotInstance::new);
         inst.record_proposal(me, &value);
@@ -1185,6 +1222,37 @@ impl Replica {
                 now < until
             }
         }
+    }
+
+    /// Whether this replica, the opener of the current slot, should wait a
+    /// little longer for the batches of the replicas that contributed to
+    /// the previous value. Those replicas answered their clients at about
+    /// the same moment as this one, and their clients' next operations
+    /// reach this replica as `Forward`s a message delay later: opening at
+    /// once would leave them for the next slot, so that the clients split
+    /// into groups taking turns, each slot carrying half of them. The wait
+    /// ends as soon as a new batch from each has arrived, and lasts at most
+    /// `contributor_wait` and half the time the last slot took (so it costs
+    /// little where slots are fast). A throughput hint only.
+    fn waits_for_contributors(&mut self, now: Instant) -> bool {
+        if self.contributors_awaited.is_empty() {
+            return false;
+        }
+        let until = match self.contributor_wait_until {
+            Some(until) => until,
+            None => {
+                let half_slot = self.last_slot_time.map_or(Duration::ZERO, |t| t / 2);
+                let until = now + self.config.contributor_wait.min(half_slot);
+                self.contributor_wait_until = Some(until);
+                until
+            }
+        };
+        if now < until {
+            return true;
+        }
+        self.contributors_awaited.clear();
+        self.contributor_wait_until = None;
+        false
     }
 
     /// What to propose for `slot`: the value peers already proposed for it
@@ -1371,6 +1439,16 @@ impl Replica {
     fn commit_decision(&mut self, now: Instant, value: SlotValue, source: DecisionSource) {
         let slot = self.next_slot;
         let value_opener = value.batches().last().map(|b| b.id.origin);
+        let contributors: BTreeSet<NodeId> = if value_opener == Some(self.me) {
+            value
+                .batches()
+                .iter()
+                .map(|b| b.id.origin)
+                .filter(|origin| *origin != self.me && !self.learner_peers.contains(origin))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         let my_proposal = self
             .slots
             .get(&slot)
@@ -1472,6 +1550,11 @@ impl Replica {
         self.opener = value_opener;
         self.open_wait_until = None;
         self.open_wait_expired = false;
+        if let Some(at) = self.proposed_at.take() {
+            self.last_slot_time = Some(now.saturating_duration_since(at));
+        }
+        self.contributors_awaited = contributors;
+        self.contributor_wait_until = None;
         if self.config.hold_opening_after_decision && value_opener.is_some() {
             // The driver releases it once the decided operations are
             // applied and their clients answered (`hold_opening`).

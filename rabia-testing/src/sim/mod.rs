@@ -139,6 +139,13 @@ impl SimConfig {
             } else {
                 ReplicaConfig::default().opener_wait
             },
+            // The opener's wait for the previous value's contributors: off,
+            // long (5 ms, most of a simulated slot) or the default.
+            contributor_wait: match seed % 5 {
+                0 => Duration::ZERO,
+                1 => Duration::from_millis(5),
+                _ => ReplicaConfig::default().contributor_wait,
+            },
             ..ReplicaConfig::default()
         };
         SimConfig {
