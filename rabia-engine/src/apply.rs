@@ -56,6 +56,9 @@ pub(crate) type LocalQuery<SM> = Box<dyn FnOnce(&SM) + Send>;
 pub(crate) struct ApplyProgress {
     pub(crate) next_slot: Slot,
     pub(crate) decide_to_apply: LatencySummary,
+    /// Local clients answered so far (operations submitted with a reply
+    /// channel, applied), counted from the engine's start.
+    pub(crate) answered: u64,
 }
 
 pub(crate) struct SnapshotPolicy {
@@ -74,6 +77,7 @@ pub(crate) struct Applier<SM> {
     pub(crate) persist: mpsc::Sender<PersistCommand>,
     pub(crate) progress: watch::Sender<ApplyProgress>,
     pub(crate) latency: Histogram,
+    pub(crate) answered: u64,
     pub(crate) bytes_since_snapshot: usize,
     pub(crate) last_snapshot_at: Instant,
     pub(crate) applied_since_snapshot: bool,
@@ -153,6 +157,7 @@ impl<SM: StateMachine + 'static> Applier<SM> {
                 self.bytes_since_snapshot += operation.encoded_len();
                 let reply = self.apply_one(operation).await;
                 if let Some(waiter) = waiters.get_mut(i).and_then(Option::take) {
+                    self.answered += 1;
                     let _ = waiter.send(reply);
                 }
             }
@@ -237,9 +242,11 @@ impl<SM: StateMachine + 'static> Applier<SM> {
     fn publish(&mut self) {
         let next_slot = self.next_slot;
         let summary = self.latency.summary();
+        let answered = self.answered;
         self.progress.send_modify(|p| {
             p.next_slot = next_slot;
             p.decide_to_apply = summary;
+            p.answered = answered;
         });
     }
 

@@ -95,6 +95,14 @@ pub struct RabiaConfig {
     /// storage it raises operations per slot. Zero: open at once. A
     /// throughput hint, never needed for safety.
     pub contributor_wait: Duration,
+    /// How long, at most, a node that has just answered its clients (a
+    /// slot was decided and applied) waits for their next operations
+    /// before it opens or contributes to the next slot, so that one slot
+    /// carries them all. Ends as soon as as many operations are back as
+    /// clients were answered; never more than half the time the previous
+    /// slot took. Zero: operations go out one batch at a time as they
+    /// come. A throughput hint, never needed for safety.
+    pub refill_wait: Duration,
 }
 
 impl Default for RabiaConfig {
@@ -120,6 +128,7 @@ impl Default for RabiaConfig {
             status_interval: Duration::from_millis(100),
             opener_wait: Duration::from_millis(10),
             contributor_wait: Duration::from_micros(200),
+            refill_wait: Duration::from_micros(500),
         }
     }
 }
@@ -164,6 +173,7 @@ impl RabiaConfig {
             ("status_interval", self.status_interval),
             ("opener_wait", self.opener_wait),
             ("contributor_wait", self.contributor_wait),
+            ("refill_wait", self.refill_wait),
         ] {
             if value > day {
                 return Err(ConfigError::InvalidSetting {

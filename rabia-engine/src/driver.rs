@@ -9,6 +9,7 @@ use crate::batcher::Batcher;
 use crate::error::{EngineError, SubmitError};
 use crate::handle::ClientRequest;
 use crate::persist::PersistCommand;
+use crate::refill::RefillWait;
 use crate::status::{EngineStatus, Histogram, PeerStatus};
 use crate::RabiaConfig;
 use rabia_core::protocol::{Action, DeliveryOutcome, PersistToken, Replica};
@@ -146,6 +147,8 @@ pub(crate) struct Driver {
     pub(crate) snapshot_durable: watch::Sender<Option<rabia_core::Slot>>,
     /// Fire-and-forget operations that could not be accepted.
     pub(crate) refused_operations: u64,
+    /// The wait for answered clients' next operations after a decision.
+    pub(crate) refill: RefillWait,
     /// Snapshots the apply task built for lagging peers.
     pub(crate) served: mpsc::Receiver<(NodeId, Box<rabia_persistence::Snapshot>)>,
     /// A snapshot being received from a peer.
@@ -217,9 +220,19 @@ impl Driver {
                 && self.apply_progress.borrow().next_slot >= self.replica.next_slot()
             {
                 self.gather_before_idle_flush().await;
-                self.maybe_flush(false);
-                let now = self.now();
-                self.replica.hold_opening(now, false);
+                let answered = self.apply_progress.borrow().answered;
+                if self.refill.over(
+                    Instant::now(),
+                    answered,
+                    self.batcher.len(),
+                    self.batcher.is_full(),
+                    self.replica.last_slot_time(),
+                ) {
+                    self.refill.opened(answered);
+                    let now = self.now();
+                    self.replica.hold_opening(now, false);
+                    self.maybe_flush(false);
+                }
             }
             self.drain_actions().await?;
             let now = Instant::now();
@@ -364,6 +377,9 @@ impl Driver {
         if let Some(at) = self.batcher.deadline() {
             deadline = deadline.min(at);
         }
+        if let Some(at) = self.refill.deadline() {
+            deadline = deadline.min(at);
+        }
         deadline
     }
 
@@ -450,6 +466,18 @@ impl Driver {
     }
 
     fn maybe_flush(&mut self, timer: bool) {
+        let now = Instant::now();
+        if self.refill.enabled()
+            && self.replica.opening_held()
+            && !self.own_batch_waiting()
+            && !self.batcher.is_full()
+            && self.batcher.deadline().is_none_or(|d| now < d)
+        {
+            // Held after a decision: the operations gathered meanwhile go
+            // out together when the hold is released (the refill wait),
+            // or at the batch deadline if the release is late.
+            return;
+        }
         let own_batch_waiting = self.own_batch_waiting();
         if self.batcher.should_flush(Instant::now(), own_batch_waiting)
             || (timer && self.batcher.is_full())

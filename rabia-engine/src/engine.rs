@@ -11,6 +11,7 @@ use crate::driver::{Driver, Persistor, Task};
 use crate::error::EngineError;
 use crate::handle::{ClientRequest, EngineHandle, LocalReader};
 use crate::persist;
+use crate::refill::RefillWait;
 use crate::status::{EngineStatus, Histogram};
 use crate::RabiaConfig;
 use rabia_core::protocol::{DecidedFilter, RecoveredState, Replica};
@@ -297,6 +298,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
             persist: persist_tx.clone(),
             progress: progress_tx,
             latency: Histogram::default(),
+            answered: 0,
             bytes_since_snapshot: 0,
             last_snapshot_at: Instant::now(),
             applied_since_snapshot: false,
@@ -316,6 +318,7 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
                 self.config.max_batch_bytes,
                 self.config.batch_timeout,
             ),
+            refill: RefillWait::new(self.config.refill_wait),
             config: self.config,
             replica,
             transport: self.transport,

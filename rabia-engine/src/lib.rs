@@ -75,6 +75,7 @@ mod engine;
 mod error;
 mod handle;
 mod persist;
+mod refill;
 mod status;
 
 pub use config::RabiaConfig;

@@ -112,6 +112,10 @@ pub struct Settings {
     /// How long the node opening a slot waits, at most, for the next
     /// operations of the nodes that were in the previous slot, in µs.
     pub contributor_wait_us: Option<u64>,
+    /// How long a node that just answered its clients waits, at most, for
+    /// their next operations before it opens or contributes to the next
+    /// slot, in µs.
+    pub refill_wait_us: Option<u64>,
     /// An empty data directory replaces a node that lost its data (learn
     /// before taking part) rather than starting a new member.
     pub rejoin: Option<bool>,
@@ -146,6 +150,7 @@ impl Settings {
             batch_timeout_ms: over.batch_timeout_ms.or(self.batch_timeout_ms),
             opener_wait_ms: over.opener_wait_ms.or(self.opener_wait_ms),
             contributor_wait_us: over.contributor_wait_us.or(self.contributor_wait_us),
+            refill_wait_us: over.refill_wait_us.or(self.refill_wait_us),
             rejoin: over.rejoin.or(self.rejoin),
         }
     }
@@ -217,6 +222,13 @@ impl Settings {
                 "must be at most 1000000 (one second)",
             ));
         }
+        let refill_wait = Duration::from_micros(self.refill_wait_us.unwrap_or(500));
+        if refill_wait > Duration::from_secs(1) {
+            return Err(invalid(
+                "refill_wait_us",
+                "must be at most 1000000 (one second)",
+            ));
+        }
         let rejoin = self.rejoin.unwrap_or(false);
         if rejoin && peers.len() == 2 {
             return Err(invalid(
@@ -238,6 +250,7 @@ impl Settings {
             batch_timeout,
             opener_wait,
             contributor_wait,
+            refill_wait,
             rejoin,
         })
     }
@@ -308,6 +321,8 @@ pub struct NodeConfig {
     pub opener_wait: Duration,
     /// Longest wait of a slot's opener for the previous slot's contributors.
     pub contributor_wait: Duration,
+    /// Longest wait of a node for its answered clients' next operations.
+    pub refill_wait: Duration,
     /// An empty store replaces a node that lost its data: it learns how
     /// far its predecessor went before it takes part.
     pub rejoin: bool,
@@ -443,7 +458,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
+            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\nrefill_wait_us = 700\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
         )
         .unwrap();
         let file = Settings::from_file(&path).unwrap();
@@ -458,6 +473,11 @@ mod tests {
         assert_eq!(c.resp, "127.0.0.1:7777".parse().unwrap());
         assert_eq!(c.opener_wait, Duration::from_millis(25));
         assert_eq!(c.contributor_wait, Duration::from_micros(50));
+        assert_eq!(c.refill_wait, Duration::from_micros(700));
+        assert_eq!(
+            crate::node::engine_config(&c).refill_wait,
+            Duration::from_micros(700)
+        );
         assert_eq!(
             crate::node::engine_config(&c).opener_wait,
             Duration::from_millis(25),

@@ -87,6 +87,11 @@ struct NodeArgs {
     /// more than half a slot's time; 0: open at once).
     #[arg(long)]
     contributor_wait_us: Option<u64>,
+    /// Longest wait, in microseconds, of a node that just answered its
+    /// clients for their next operations before it opens or contributes to
+    /// the next slot (never more than half a slot's time; 0: no wait).
+    #[arg(long)]
+    refill_wait_us: Option<u64>,
     /// This node replaces one that lost its data directory (same id): with
     /// an empty data directory it learns how far its predecessor went
     /// before it votes. Without it an empty directory is a new member.
@@ -123,6 +128,7 @@ impl NodeArgs {
             batch_timeout_ms: self.batch_timeout_ms,
             opener_wait_ms: self.opener_wait_ms,
             contributor_wait_us: self.contributor_wait_us,
+            refill_wait_us: self.refill_wait_us,
             rejoin: self.rejoin.then_some(true),
         };
         file.overridden_by(flags).validate()

@@ -671,6 +671,12 @@ impl Replica {
         self.me
     }
 
+    /// How long the last slot this replica proposed in took, from its
+    /// proposal to its decision (`None` before the first).
+    pub fn last_slot_time(&self) -> Option<Duration> {
+        self.last_slot_time
+    }
+
     /// Whether the replica holds off opening a slot ([`Replica::hold_opening`]).
     pub fn opening_held(&self) -> bool {
         self.opening_held
