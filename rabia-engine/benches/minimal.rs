@@ -150,6 +150,12 @@ fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEng
     if let Ok(ms) = std::env::var("RABIA_BENCH_BATCH_TIMEOUT_MS") {
         config.batch_timeout = Duration::from_millis(ms.parse().unwrap());
     }
+    if let Ok(us) = std::env::var("RABIA_BENCH_REFILL_WAIT_US") {
+        config.refill_wait = Duration::from_micros(us.parse().unwrap());
+    }
+    if let Ok(us) = std::env::var("RABIA_BENCH_CONTRIBUTOR_WAIT_US") {
+        config.contributor_wait = Duration::from_micros(us.parse().unwrap());
+    }
     let engine = if std::env::var("RABIA_BENCH_FILE").is_ok() {
         // A fresh data directory per replica and run; fdatasync on every
         // group commit (SyncPolicy::Always).
