@@ -44,11 +44,18 @@ impl Batcher {
                 || self.bytes + operation.encoded_len() > self.max_bytes)
     }
 
-    pub(crate) fn push(&mut self, now: Instant, operation: Operation, waiter: Option<Waiter>) {
+    /// Adds an operation; `now` is read only for the first of a batch (a
+    /// clock read per operation is measurable at these rates).
+    pub(crate) fn push(
+        &mut self,
+        now: impl FnOnce() -> Instant,
+        operation: Operation,
+        waiter: Option<Waiter>,
+    ) {
         self.bytes += operation.encoded_len();
         self.operations.push(operation);
         self.waiters.push(waiter);
-        self.first_at.get_or_insert(now);
+        self.first_at.get_or_insert_with(now);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -98,15 +105,15 @@ mod tests {
         let mut b = Batcher::new(3, 1 << 20, Duration::from_millis(5));
         let t0 = Instant::now();
         assert!(!b.should_flush(t0, false), "empty never flushes");
-        b.push(t0, op(1), None);
+        b.push(|| t0, op(1), None);
         assert!(b.should_flush(t0, false), "idle: propose at once");
         assert!(!b.should_flush(t0, true), "busy: accumulate");
-        b.push(t0, op(1), None);
-        b.push(t0, op(1), None);
+        b.push(|| t0, op(1), None);
+        b.push(|| t0, op(1), None);
         assert!(b.should_flush(t0, true), "full");
         let (ops, waiters) = b.take();
         assert_eq!((ops.len(), waiters.len()), (3, 3));
-        b.push(t0, op(1), None);
+        b.push(|| t0, op(1), None);
         assert!(
             b.should_flush(t0 + Duration::from_millis(5), true),
             "timeout"

@@ -424,7 +424,7 @@ impl Driver {
         if self.batcher.would_overflow(&operation) {
             self.flush();
         }
-        self.batcher.push(Instant::now(), operation, reply);
+        self.batcher.push(Instant::now, operation, reply);
     }
 
     /// Before proposing at once (no own batch waiting), lets the tasks that
@@ -466,6 +466,9 @@ impl Driver {
     }
 
     fn maybe_flush(&mut self, timer: bool) {
+        if self.batcher.is_empty() {
+            return;
+        }
         let now = Instant::now();
         if self.refill.enabled()
             && self.replica.opening_held()
@@ -479,7 +482,7 @@ impl Driver {
             return;
         }
         let own_batch_waiting = self.own_batch_waiting();
-        if self.batcher.should_flush(Instant::now(), own_batch_waiting)
+        if self.batcher.should_flush(now, own_batch_waiting)
             || (timer && self.batcher.is_full())
         {
             self.flush();
