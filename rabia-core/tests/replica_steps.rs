@@ -304,6 +304,72 @@ fn recovered_decisions_are_redelivered_in_order() {
     assert_eq!(restarted.next_slot(), Slot(2));
 }
 
+/// A decided value that is the replica's own recorded Proposal is recorded
+/// by its identity only (`DecidedAsProposed`), and a restart takes the
+/// payload from the Proposal record: the same operations are delivered.
+#[test]
+fn a_decision_of_the_own_proposal_is_recorded_once_and_replayed() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 1, op("x")).unwrap();
+    net.settle();
+    let records = net.persisted[0].clone();
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r, PersistRecord::DecidedAsProposed { slot: Slot(0), .. })),
+        "{records:?}"
+    );
+    assert!(!records
+        .iter()
+        .any(|r| matches!(r, PersistRecord::Decided { .. })));
+    let mut restarted = replica(
+        1,
+        3,
+        RecoveredState {
+            incarnation: 1,
+            records: records.clone(),
+            ..RecoveredState::default()
+        },
+    );
+    let mut applied = Vec::new();
+    while let Some(action) = restarted.poll_action() {
+        if let Action::Deliver(Delivery {
+            slot,
+            outcome: DeliveryOutcome::Apply(batches),
+            ..
+        }) = action
+        {
+            applied.push((slot, batches[0].operations[0].data.clone()));
+        }
+    }
+    assert_eq!(applied, vec![(Slot(0), b"x".to_vec())]);
+    assert_eq!(restarted.next_slot(), Slot(1));
+    // Without the Proposal record the slot is not replayed (it is learned
+    // again from the peers), never replayed wrongly.
+    let without: Vec<PersistRecord> = records
+        .into_iter()
+        .filter(|r| {
+            !matches!(
+                r,
+                PersistRecord::Sent {
+                    message: Message::Proposal { .. },
+                    ..
+                }
+            )
+        })
+        .collect();
+    let again = replica(
+        1,
+        3,
+        RecoveredState {
+            incarnation: 2,
+            records: without,
+            ..RecoveredState::default()
+        },
+    );
+    assert_eq!(again.next_slot(), Slot(0));
+}
+
 #[test]
 fn stale_messages_are_answered_with_the_decision() {
     let mut net = Net::new(3);

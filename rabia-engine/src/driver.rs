@@ -482,9 +482,7 @@ impl Driver {
             return;
         }
         let own_batch_waiting = self.own_batch_waiting();
-        if self.batcher.should_flush(now, own_batch_waiting)
-            || (timer && self.batcher.is_full())
-        {
+        if self.batcher.should_flush(now, own_batch_waiting) || (timer && self.batcher.is_full()) {
             self.flush();
         }
     }

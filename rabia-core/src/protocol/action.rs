@@ -63,6 +63,17 @@ pub enum PersistRecord {
         /// once known.
         participate_from: Option<Slot>,
     },
+    /// A decided slot whose value is the one this replica proposed for it:
+    /// the payload is already in that `Sent` Proposal record (written
+    /// before this one), so it is not written twice. Recovery takes the
+    /// value from there. (Last, so that the encoding of the variants
+    /// before it is unchanged: WAL format 3 is read as it was.)
+    DecidedAsProposed {
+        /// The slot.
+        slot: Slot,
+        /// The decided value's identity (that of the recorded Proposal).
+        value: ValueId,
+    },
 }
 
 impl PersistRecord {
@@ -77,7 +88,10 @@ impl PersistRecord {
     /// its own on the way. It must still make it durable in token order
     /// and report it only once durable.
     pub fn is_urgent(&self) -> bool {
-        !matches!(self, PersistRecord::Decided { .. })
+        !matches!(
+            self,
+            PersistRecord::Decided { .. } | PersistRecord::DecidedAsProposed { .. }
+        )
     }
 
     /// The slot the record belongs to: log truncation behind a snapshot at
@@ -87,7 +101,9 @@ impl PersistRecord {
     /// after a restart and learn again.
     pub fn slot(&self) -> Slot {
         match self {
-            PersistRecord::Sent { slot, .. } | PersistRecord::Decided { slot, .. } => *slot,
+            PersistRecord::Sent { slot, .. }
+            | PersistRecord::Decided { slot, .. }
+            | PersistRecord::DecidedAsProposed { slot, .. } => *slot,
             PersistRecord::Learner { .. } => Slot(u64::MAX),
         }
     }

@@ -324,13 +324,39 @@ impl Replica {
     /// re-sends exactly them.
     fn restore(&mut self, records: Vec<PersistRecord>, now: Instant) {
         let mut sent: Vec<(Slot, Message)> = Vec::new();
+        // Own proposals by slot, for `DecidedAsProposed` records (which
+        // follow their slot's Proposal record).
+        let mut proposed: BTreeMap<Slot, BatchList> = BTreeMap::new();
         for record in records {
             match record {
                 PersistRecord::Decided { slot, value } if slot == self.next_slot => {
                     self.commit_decision(now, value, DecisionSource::Recovered);
+                    proposed.retain(|s, _| *s >= self.next_slot);
                 }
-                PersistRecord::Decided { .. } | PersistRecord::Learner { .. } => {}
-                PersistRecord::Sent { slot, message } => sent.push((slot, message)),
+                PersistRecord::DecidedAsProposed { slot, value } if slot == self.next_slot => {
+                    // Without its Proposal record (which cannot happen short
+                    // of damage the log scan reports) the slot is simply
+                    // learned again, as when a `Decided` record is lost.
+                    if let Some(list) = proposed.remove(&slot).filter(|l| *l.id() == value) {
+                        self.commit_decision(
+                            now,
+                            SlotValue::Batches(list),
+                            DecisionSource::Recovered,
+                        );
+                        proposed.retain(|s, _| *s >= self.next_slot);
+                    }
+                }
+                PersistRecord::Decided { .. }
+                | PersistRecord::DecidedAsProposed { .. }
+                | PersistRecord::Learner { .. } => {}
+                PersistRecord::Sent { slot, message } => {
+                    if let Message::Proposal { value, .. } = &message {
+                        if slot >= self.next_slot {
+                            proposed.insert(slot, value.clone());
+                        }
+                    }
+                    sent.push((slot, message));
+                }
             }
         }
         for (slot, message) in sent {
@@ -1492,8 +1518,8 @@ impl Replica {
             }
         };
         if self.no_requeue_mutation() {
-            if let Some(mine) = my_proposal {
-                if value.value_id() != Some(&mine) {
+            if let Some(mine) = &my_proposal {
+                if value.value_id() != Some(mine) {
                     for id in mine.batch_ids() {
                         if let Some(batch) = self.pending.find(*id).cloned() {
                             self.pending.remove(&batch.ordering_key());
@@ -1544,7 +1570,16 @@ impl Replica {
             // at f + 1 senders, so a crash that loses the `Decided` record
             // only makes this replica learn the same value again.
             let votes_durable = self.last_token;
-            self.persist(PersistRecord::Decided { slot, value });
+            // The common case: the value is this replica's own Proposal,
+            // whose record already holds the payload.
+            let record = match (&my_proposal, value.value_id()) {
+                (Some(mine), Some(id)) if mine == id => PersistRecord::DecidedAsProposed {
+                    slot,
+                    value: id.clone(),
+                },
+                _ => PersistRecord::Decided { slot, value },
+            };
+            self.persist(record);
             if self.deliver_early_mutation() {
                 self.emit_now(delivery);
             } else {

@@ -3,7 +3,7 @@
 //! ```text
 //!  wal/00000000000000000000.wal   segment: header, records, zeros
 //!  ┌──────────────────────────────────────────────┐
-//!  │ "RABIAWAL" | version u32 = 3 | 0              │  16-byte header
+//!  │ "RABIAWAL" | version u32 = 4 | 0              │  16-byte header
 //!  ├──────────────────────────────────────────────┤
 //!  │ len u32 | crc32c u32 | synced_through u64 | … │  one record: bincode(PersistRecord)
 //!  │ len u32 | crc32c u32 | synced_through u64 | … │
@@ -28,8 +28,9 @@
 //! tail (records after the last sync, whose sectors may have reached the
 //! disk in any order) from damage to synced records: see `wal_scan`.
 //! Segments written by earlier builds (version 1, no preallocation;
-//! version 2, records with one-batch slot values) are still read; a new
-//! segment is started for writing after one.
+//! version 2, records with one-batch slot values; version 3, without
+//! `DecidedAsProposed` records) are still read; a new segment is started
+//! for writing after one.
 
 use super::wal_scan::{
     record_crc, scan_segment, HEADER_LEN, RECORD_BYTES_MAX, RECORD_HEADER_LEN, WAL_MAGIC,

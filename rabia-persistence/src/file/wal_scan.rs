@@ -2,10 +2,14 @@
 //! data, and telling a torn tail (never synced, safe to drop) from
 //! corruption of synced records (a fatal error).
 //!
-//! Three formats are read:
+//! Four formats are read:
 //!
-//! * **Version 3** (written today): the version 2 layout, with records
-//!   that hold multi-batch slot values.
+//! * **Version 4** (written today): the version 3 layout and records, plus
+//!   one more record kind (`DecidedAsProposed`, a decision that refers to
+//!   the payload of the replica's own Proposal record). Older builds cannot
+//!   decode that kind, hence the new number.
+//! * **Version 3** (earlier builds): the version 2 layout, with records
+//!   that hold multi-batch slot values; decoded as version 4.
 //! * **Version 2** (earlier builds; the same layout, records with one-batch
 //!   values, decoded by `legacy_record`). A segment is zero-filled ahead of the
 //!   write position, so the end of the data is the first record that does
@@ -29,7 +33,10 @@ use std::path::Path;
 /// Segment header magic.
 pub(crate) const WAL_MAGIC: &[u8; 8] = b"RABIAWAL";
 /// The format version this build writes.
-pub(crate) const WAL_VERSION: u32 = 3;
+pub(crate) const WAL_VERSION: u32 = 4;
+/// Version 4 without `DecidedAsProposed` records, still read (by the same
+/// decoder).
+pub(crate) const WAL_VERSION_3: u32 = 3;
 /// The version 3 layout with one-batch records, still read.
 pub(crate) const WAL_VERSION_2: u32 = 2;
 /// The first format, still read.
@@ -103,7 +110,7 @@ pub(crate) fn scan_segment(
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     match version {
-        WAL_VERSION => scan_v2(bytes, is_last, version, decode_current)
+        WAL_VERSION | WAL_VERSION_3 => scan_v2(bytes, is_last, version, decode_current)
             .map_err(|(offset, reason)| corrupted(offset, reason)),
         WAL_VERSION_2 => scan_v2(bytes, is_last, version, legacy_record::decode)
             .map_err(|(offset, reason)| corrupted(offset, reason)),
