@@ -261,6 +261,41 @@ fn version_3_segments_are_read_and_continued_in_a_new_segment() {
     );
 }
 
+/// Snapshots are written on tokio's blocking pool inside a runtime, and
+/// inline without one: both leave the same durable state.
+#[test]
+fn snapshots_are_saved_with_and_without_a_tokio_runtime() {
+    for with_runtime in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let work = async {
+            let mut store = open(dir.path());
+            store.recover().await.unwrap();
+            for slot in 0..12 {
+                store.append(&[record(slot)]).await.unwrap();
+            }
+            store.save_snapshot(&snapshot(10)).await.unwrap();
+            store.truncate_before(Slot(10)).await.unwrap();
+            store.append(&[record(12)]).await.unwrap();
+        };
+        if with_runtime {
+            block_on(work);
+        } else {
+            futures::executor::block_on(work);
+        }
+        let recovered = block_on(async { open(dir.path()).recover().await.unwrap() });
+        assert_eq!(
+            recovered.snapshot,
+            Some(snapshot(10)),
+            "runtime: {with_runtime}"
+        );
+        assert_eq!(
+            recovered.records,
+            (10..13).map(record).collect::<Vec<_>>(),
+            "runtime: {with_runtime}"
+        );
+    }
+}
+
 fn snapshot(slot: u64) -> Snapshot {
     Snapshot {
         base_slot: Slot(slot),

@@ -29,7 +29,7 @@ use crate::snapshot::Snapshot;
 use async_trait::async_trait;
 use rabia_core::protocol::PersistRecord;
 use rabia_core::Slot;
-use snapshot::SnapshotStore;
+use snapshot::{EncodedSnapshot, SnapshotStore};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -80,8 +80,29 @@ pub struct FilePersistence {
     _lock: File,
     wal: Option<Wal>,
     snapshots: SnapshotStore,
+    /// Base slot of the newest durable snapshot (zero without one).
+    snapshot_covered: Slot,
     last_sync: Instant,
     torn_bytes: u64,
+}
+
+/// Runs blocking file work on the tokio runtime's blocking pool when there
+/// is a runtime (so that a node on a single-threaded runtime keeps serving
+/// while a large snapshot is written), inline otherwise.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PersistenceError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime
+                .spawn_blocking(work)
+                .await
+                .map_err(|e| PersistenceError::Unavailable {
+                    reason: format!("the storage thread failed: {e}"),
+                })
+        }
+        Err(_) => Ok(work()),
+    }
 }
 
 impl FilePersistence {
@@ -111,6 +132,7 @@ impl FilePersistence {
             _lock: lock,
             wal: None,
             snapshots,
+            snapshot_covered: Slot::ZERO,
             last_sync: Instant::now(),
             torn_bytes: 0,
         })
@@ -180,6 +202,7 @@ impl Persistence for FilePersistence {
         self.wal = Some(wal);
         self.torn_bytes = scan.torn_bytes;
         let base = snapshot.as_ref().map_or(Slot::ZERO, |s| s.base_slot);
+        self.snapshot_covered = base;
         let records = scan
             .records
             .into_iter()
@@ -207,16 +230,37 @@ impl Persistence for FilePersistence {
         Ok(())
     }
 
+    /// Encodes on the caller's thread, then syncs the log and writes the
+    /// file on a blocking thread (see `off_runtime`).
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistenceError> {
-        // The log up to here must be durable before anything behind the
-        // snapshot can be dropped.
-        self.wal()?.sync()?;
-        self.snapshots.save(snapshot)
+        self.wal()?;
+        let encoded = EncodedSnapshot::new(snapshot)?;
+        let base = snapshot.base_slot;
+        let store = self.snapshots.clone();
+        // Taken for the duration of the write and put back after it; lost
+        // only if the write thread panics, and then later calls fail.
+        let Some(mut wal) = self.wal.take() else {
+            return Err(PersistenceError::Unavailable {
+                reason: "recover() must be called before writing".into(),
+            });
+        };
+        let (wal, saved) = off_runtime(move || {
+            // The log up to here must be durable before anything behind
+            // the snapshot can be dropped.
+            let saved = wal.sync().and_then(|()| store.write(encoded));
+            (wal, saved)
+        })
+        .await?;
+        self.wal = Some(wal);
+        saved?;
+        self.snapshot_covered = self.snapshot_covered.max(base);
+        Ok(())
     }
 
     async fn truncate_before(&mut self, slot: Slot) -> Result<(), PersistenceError> {
-        let covered = self.snapshots.latest()?.map_or(Slot::ZERO, |s| s.base_slot);
-        let limit = slot.min(covered);
+        // The newest durable snapshot, as recovered or saved since (reading
+        // it back from disk for its base slot would cost a full read).
+        let limit = slot.min(self.snapshot_covered);
         self.wal()?.truncate_before(limit)?;
         Ok(())
     }

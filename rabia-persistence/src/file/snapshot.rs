@@ -18,7 +18,7 @@ const SNAPSHOT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 8 + 4;
 
 /// The snapshot directory.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SnapshotStore {
     dir: PathBuf,
     kept: usize,
@@ -53,21 +53,11 @@ impl SnapshotStore {
         Ok(files)
     }
 
-    /// Writes a snapshot durably and drops the oldest beyond `kept`.
-    pub(crate) fn save(&self, snapshot: &Snapshot) -> Result<(), PersistenceError> {
-        let payload = bincode::serialize(snapshot).map_err(|e| PersistenceError::Encode {
-            what: "snapshot",
-            reason: e.to_string(),
-        })?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-        bytes.extend_from_slice(SNAPSHOT_MAGIC);
-        bytes.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&snapshot.base_slot.0.to_le_bytes());
-        bytes.extend_from_slice(&snapshot.epoch.0.to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        let name = format!("{:020}", snapshot.base_slot.0);
+    /// Writes an encoded snapshot durably (temporary file, sync, rename,
+    /// directory sync) and drops the oldest beyond `kept`. Blocking I/O.
+    pub(crate) fn write(&self, encoded: EncodedSnapshot) -> Result<(), PersistenceError> {
+        let EncodedSnapshot { base_slot, bytes } = encoded;
+        let name = format!("{:020}", base_slot);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let path = self.dir.join(format!("{name}.snap"));
         let mut file = OpenOptions::new()
@@ -112,6 +102,34 @@ impl SnapshotStore {
             Some(e) => Err(e),
             None => Ok(None),
         }
+    }
+}
+
+/// A snapshot encoded for its file (header, checksum, payload): built on
+/// the caller's thread, written by [`SnapshotStore::write`] on a blocking one.
+pub(crate) struct EncodedSnapshot {
+    base_slot: u64,
+    bytes: Vec<u8>,
+}
+
+impl EncodedSnapshot {
+    pub(crate) fn new(snapshot: &Snapshot) -> Result<Self, PersistenceError> {
+        let payload = bincode::serialize(snapshot).map_err(|e| PersistenceError::Encode {
+            what: "snapshot",
+            reason: e.to_string(),
+        })?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&snapshot.base_slot.0.to_le_bytes());
+        bytes.extend_from_slice(&snapshot.epoch.0.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        Ok(EncodedSnapshot {
+            base_slot: snapshot.base_slot.0,
+            bytes,
+        })
     }
 }
 
