@@ -70,11 +70,6 @@ impl Batcher {
         self.operations.len() >= self.max_operations || self.bytes >= self.max_bytes
     }
 
-    /// When the first operation of the current batch arrived.
-    pub(crate) fn first_at(&self) -> Option<Instant> {
-        self.first_at
-    }
-
     /// When the current batch must be flushed even though an own batch awaits a decision.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.first_at.map(|t| t + self.timeout)

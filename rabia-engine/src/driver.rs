@@ -380,9 +380,6 @@ impl Driver {
         if let Some(at) = self.refill.deadline() {
             deadline = deadline.min(at);
         }
-        if let Some(at) = self.hold_back_deadline() {
-            deadline = deadline.min(at);
-        }
         deadline
     }
 
@@ -468,37 +465,20 @@ impl Driver {
         self.replica.own_pending() > 0
     }
 
-    /// Whether queued operations are kept back from the held replica, and
-    /// until when.
-    fn hold_back_deadline(&self) -> Option<Instant> {
-        if !self.refill.enabled()
-            || !self.replica.opening_held()
-            || self.own_batch_waiting()
-            || self.batcher.is_full()
-        {
-            return None;
-        }
-        let first_at = self.batcher.first_at()?;
-        let until = self.refill.hold_back_until(first_at);
-        Some(match self.batcher.deadline() {
-            Some(deadline) => until.min(deadline),
-            None => until,
-        })
-    }
-
-    fn holding_back(&self, now: Instant) -> bool {
-        self.hold_back_deadline().is_some_and(|until| now < until)
-    }
-
     fn maybe_flush(&mut self, timer: bool) {
         if self.batcher.is_empty() {
             return;
         }
         let now = Instant::now();
-        if self.holding_back(now) {
+        if self.refill.enabled()
+            && self.replica.opening_held()
+            && !self.own_batch_waiting()
+            && !self.batcher.is_full()
+            && self.batcher.deadline().is_none_or(|d| now < d)
+        {
             // Held after a decision: the operations gathered meanwhile go
             // out together when the hold is released (the refill wait),
-            // or after `refill_wait` if the release is late (a slow apply).
+            // or at the batch deadline if the release is late.
             return;
         }
         let own_batch_waiting = self.own_batch_waiting();

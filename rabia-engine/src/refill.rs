@@ -72,15 +72,6 @@ impl RefillWait {
     pub(crate) fn enabled(&self) -> bool {
         !self.cap.is_zero()
     }
-
-    /// Until when operations that arrived while the opening is held (the
-    /// first of them at `first_at`) may be kept back: at most `cap`, so
-    /// that a slow apply does not keep them out of the next slot for long
-    /// (consensus on the next slot then overlaps the apply, as without
-    /// the wait).
-    pub(crate) fn hold_back_until(&self, first_at: Instant) -> Instant {
-        first_at + self.cap
-    }
 }
 
 #[cfg(test)]
@@ -117,13 +108,6 @@ mod tests {
         // No slot measured yet: no wait.
         let mut fresh = RefillWait::new(MS);
         assert!(fresh.over(t0, 5, 0, false, None));
-    }
-
-    #[test]
-    fn operations_are_kept_back_for_at_most_the_cap() {
-        let t0 = Instant::now();
-        let w = RefillWait::new(MS);
-        assert_eq!(w.hold_back_until(t0), t0 + MS);
     }
 
     #[test]
