@@ -961,9 +961,9 @@ fn a_batch_whose_forward_was_lost_is_forwarded_again() {
 }
 
 /// Sets up, with the hold on, a decided slot 1 whose value holds batches of
-/// replicas 1 and 0 (0's last, so 0 opens slot 2) and took 2 ms from 0's
-/// proposal to its decision; every replica is released again.
-fn slot_with_two_contributors() -> Net {
+/// replicas 1 and 0 (0's last, so 0 opens slot 2) and took `slot_time`
+/// from 0's proposal to its decision; every replica is released again.
+fn slot_with_two_contributors(slot_time: Duration) -> Net {
     let config = ReplicaConfig {
         hold_opening_after_decision: true,
         ..ReplicaConfig::default()
@@ -980,7 +980,7 @@ fn slot_with_two_contributors() -> Net {
     net.replicas[0].submit(net.now, 30, op("a2")).unwrap();
     net.replicas[0].hold_opening(now, false);
     net.collect(0);
-    net.now = net.now + Duration::from_millis(2);
+    net.now = net.now + slot_time;
     net.settle();
     release_all(&mut net);
     for i in 0..3 {
@@ -1002,7 +1002,7 @@ fn release_all(net: &mut Net) {
 /// carries both replicas' new batches instead of only the opener's.
 #[test]
 fn the_opener_waits_for_the_previous_contributors_batch() {
-    let mut net = slot_with_two_contributors();
+    let mut net = slot_with_two_contributors(Duration::from_millis(2));
     // Replica 1's next batch is on its way (not delivered yet) when the
     // opener's own client submits.
     net.replicas[1].submit(net.now, 40, op("c")).unwrap();
@@ -1026,7 +1026,7 @@ fn the_opener_waits_for_the_previous_contributors_batch() {
 /// `contributor_wait` (here less than half the previous slot's 2 ms).
 #[test]
 fn a_silent_contributor_costs_at_most_one_contributor_wait() {
-    let mut net = slot_with_two_contributors();
+    let mut net = slot_with_two_contributors(Duration::from_millis(2));
     net.replicas[0].submit(net.now, 50, op("d")).unwrap();
     net.settle();
     assert!(!proposed_slots(&net, 0).contains(&Slot(2)), "waiting");
@@ -1049,22 +1049,7 @@ fn a_silent_contributor_costs_at_most_one_contributor_wait() {
 /// with slots decided in no time at all, the opener does not wait.
 #[test]
 fn the_contributor_wait_never_exceeds_half_a_slot() {
-    let config = ReplicaConfig {
-        hold_opening_after_decision: true,
-        ..ReplicaConfig::default()
-    };
-    let mut net = Net::with_config(3, config);
-    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
-    net.settle();
-    release_all(&mut net);
-    let now = net.now;
-    net.replicas[0].hold_opening(now, true);
-    net.replicas[1].submit(net.now, 20, op("b")).unwrap();
-    net.settle();
-    net.replicas[0].submit(net.now, 30, op("a2")).unwrap();
-    net.replicas[0].hold_opening(now, false);
-    net.settle();
-    release_all(&mut net);
+    let mut net = slot_with_two_contributors(Duration::ZERO);
     // Slot 1 (b+a2) took no time: replica 0 opens slot 2 at once.
     net.replicas[0].submit(net.now, 50, op("d")).unwrap();
     net.collect(0);

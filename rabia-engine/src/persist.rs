@@ -155,6 +155,21 @@ mod tests {
         tokio::task::JoinHandle<Result<(), PersistenceError>>,
     );
 
+    async fn send(tx: &mpsc::Sender<PersistCommand>, token: u64, record: PersistRecord) {
+        tx.send(PersistCommand::Record { token, record })
+            .await
+            .unwrap();
+    }
+
+    /// Closes the channel and checks that the task ends cleanly.
+    async fn finish(
+        tx: mpsc::Sender<PersistCommand>,
+        task: tokio::task::JoinHandle<Result<(), PersistenceError>>,
+    ) {
+        drop(tx);
+        task.await.unwrap().unwrap();
+    }
+
     fn start() -> Task {
         let store = CountingStore::default();
         let (tx, rx) = mpsc::channel(16);
@@ -169,24 +184,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_decided_record_shares_the_next_urgent_records_sync() {
         let (store, tx, mut durable, task) = start();
-        tx.send(PersistCommand::Record {
-            token: 1,
-            record: decided(0),
-        })
-        .await
-        .unwrap();
-        tokio::time::sleep(NON_URGENT_WAIT / 4).await;
+        send(&tx, 1, decided(0)).await;
+        // A quarter of the wait later (the paused clock moves only here).
+        tokio::time::advance(NON_URGENT_WAIT / 4).await;
+        tokio::task::yield_now().await;
         assert!(store.appends.lock().unwrap().is_empty(), "held back");
-        tx.send(PersistCommand::Record {
-            token: 2,
-            record: state(1),
-        })
-        .await
-        .unwrap();
+        send(&tx, 2, state(1)).await;
         durable.wait_for(|t| *t == 2).await.unwrap();
         assert_eq!(*store.appends.lock().unwrap(), vec![2]);
-        drop(tx);
-        task.await.unwrap().unwrap();
+        finish(tx, task).await;
     }
 
     /// A `Decided` record with nothing after it is written within
@@ -195,12 +201,7 @@ mod tests {
     async fn a_lone_decided_record_is_written_after_the_wait() {
         let (store, tx, mut durable, task) = start();
         let sent_at = tokio::time::Instant::now();
-        tx.send(PersistCommand::Record {
-            token: 1,
-            record: decided(0),
-        })
-        .await
-        .unwrap();
+        send(&tx, 1, decided(0)).await;
         durable.wait_for(|t| *t == 1).await.unwrap();
         let waited = sent_at.elapsed();
         assert!(
@@ -208,8 +209,7 @@ mod tests {
             "{waited:?}"
         );
         assert_eq!(*store.appends.lock().unwrap(), vec![1]);
-        drop(tx);
-        task.await.unwrap().unwrap();
+        finish(tx, task).await;
     }
 
     /// An urgent record is written at once, alone.
@@ -217,16 +217,10 @@ mod tests {
     async fn an_urgent_record_is_written_at_once() {
         let (store, tx, mut durable, task) = start();
         let sent_at = tokio::time::Instant::now();
-        tx.send(PersistCommand::Record {
-            token: 1,
-            record: state(0),
-        })
-        .await
-        .unwrap();
+        send(&tx, 1, state(0)).await;
         durable.wait_for(|t| *t == 1).await.unwrap();
         assert_eq!(sent_at.elapsed(), Duration::ZERO);
         assert_eq!(*store.appends.lock().unwrap(), vec![1]);
-        drop(tx);
-        task.await.unwrap().unwrap();
+        finish(tx, task).await;
     }
 }
