@@ -17,6 +17,8 @@
 //! write), so one sync covers many records and many operations.
 //!
 //! The I/O is blocking; the engine calls it from its persistence task.
+//! Snapshots, which may be large, are written on tokio's blocking pool
+//! (inline when there is no runtime).
 
 mod legacy_record;
 mod snapshot;
@@ -233,7 +235,6 @@ impl Persistence for FilePersistence {
     /// Encodes on the caller's thread, then syncs the log and writes the
     /// file on a blocking thread (see `off_runtime`).
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistenceError> {
-        self.wal()?;
         let encoded = EncodedSnapshot::new(snapshot)?;
         let base = snapshot.base_slot;
         let store = self.snapshots.clone();
