@@ -63,6 +63,22 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Binds `addr` again once the previous owner's listener is gone (a
+/// dropped transport closes its listener asynchronously, so an immediate
+/// bind can still find the port in use).
+async fn rebind(addr: std::net::SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// Re-sends until `to` receives a message from `from` with `mark`.
 async fn delivered(from: &TcpTransport, to: &mut TcpTransport, mark: u64) {
     let deadline = Instant::now() + DEADLINE;
@@ -154,7 +170,7 @@ async fn a_peer_down_at_start_is_reached_once_it_comes_up() {
         a.stats().dropped_unreachable > 0
     })
     .await;
-    let l2 = TcpListener::bind(addr2).await.unwrap();
+    let l2 = rebind(addr2).await;
     let mut b = start(2, 7, l2, &peers);
     delivered(&a, &mut b, 1_000).await;
 }
@@ -174,7 +190,7 @@ async fn a_restarted_peer_reconnects() {
         a.stats().peers_connected == 0
     })
     .await;
-    let mut b = start(2, 7, TcpListener::bind(addr2).await.unwrap(), &peers);
+    let mut b = start(2, 7, rebind(addr2).await, &peers);
     delivered(&a, &mut b, 3).await;
     delivered(&b, &mut a, 4).await;
 }
