@@ -132,6 +132,12 @@ impl Net {
         self.settle();
     }
 
+    /// The applied values of replica `i` (⊥ left out), comma-separated.
+    fn applied_joined(&self, i: usize) -> String {
+        let applied: Vec<String> = self.applied_batches(i).into_iter().flatten().collect();
+        applied.join(",")
+    }
+
     fn applied_batches(&self, i: usize) -> Vec<Option<String>> {
         self.delivered[i]
             .iter()
@@ -818,8 +824,7 @@ fn the_last_origin_opens_the_next_slot_and_the_others_join_it() {
     for i in 0..3 {
         let m = net.replicas[i].metrics();
         assert_eq!(m.null_slots, 0, "replica {i}: no slot split");
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b,c", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b,c", "replica {i}");
     }
     assert!(
         proposed_slots(&net, 0).contains(&Slot(1)),
@@ -843,8 +848,7 @@ fn without_the_opener_hint_simultaneous_openers_forfeit_the_slot() {
     net.settle();
     for i in 0..3 {
         assert_eq!(net.replicas[i].metrics().null_slots, 1, "replica {i}");
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b+c", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b+c", "replica {i}");
     }
 }
 
@@ -867,8 +871,7 @@ fn a_silent_opener_costs_one_opener_wait() {
     assert!(net.replicas[1].poll_timeout().unwrap() <= net.now + wait);
     net.tick(wait);
     for i in 1..3 {
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b", "replica {i}");
         assert_eq!(net.replicas[i].metrics().null_slots, 0);
     }
 }
@@ -897,8 +900,7 @@ fn a_held_replica_joins_a_peer_value_and_opens_only_when_released() {
     net.replicas[0].hold_opening(now, false);
     net.settle();
     for i in 0..3 {
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b", "replica {i}");
     }
     // Held again after slot 1; replica 2 submits and, not the opener and
     // not hearing from it (cut), proposes after opener_wait: the held
@@ -910,8 +912,7 @@ fn a_held_replica_joins_a_peer_value_and_opens_only_when_released() {
     net.tick(ReplicaConfig::default().opener_wait);
     assert!(net.replicas[0].opening_held(), "joining does not release");
     for i in 0..3 {
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b,c", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b,c", "replica {i}");
     }
 }
 
@@ -984,8 +985,7 @@ fn slot_with_two_contributors(slot_time: Duration) -> Net {
     net.settle();
     release_all(&mut net);
     for i in 0..3 {
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b+a2", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b+a2", "replica {i}");
     }
     net
 }
@@ -1016,8 +1016,7 @@ fn the_opener_waits_for_the_previous_contributors_batch() {
     net.settle();
     assert!(proposed_slots(&net, 0).contains(&Slot(2)));
     for i in 0..3 {
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b+a2,c+d", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b+a2,c+d", "replica {i}");
         assert_eq!(net.replicas[i].metrics().null_slots, 0, "replica {i}");
     }
 }
@@ -1040,8 +1039,7 @@ fn a_silent_contributor_costs_at_most_one_contributor_wait() {
     net.tick(wait / 2);
     assert!(proposed_slots(&net, 0).contains(&Slot(2)), "opened alone");
     for i in 0..3 {
-        let applied: Vec<String> = net.applied_batches(i).into_iter().flatten().collect();
-        assert_eq!(applied.join(","), "a,b+a2,d", "replica {i}");
+        assert_eq!(net.applied_joined(i), "a,b+a2,d", "replica {i}");
     }
 }
 

@@ -67,16 +67,15 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// dropped transport closes its listener asynchronously, so an immediate
 /// bind can still find the port in use).
 async fn rebind(addr: std::net::SocketAddr) -> TcpListener {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    let mut bound = None;
+    wait_until("the port is free to bind again", || {
+        bound = std::net::TcpListener::bind(addr).ok();
+        bound.is_some()
+    })
+    .await;
+    let listener = bound.expect("bound once the wait is over");
+    listener.set_nonblocking(true).unwrap();
+    TcpListener::from_std(listener).unwrap()
 }
 
 /// Re-sends until `to` receives a message from `from` with `mark`.
