@@ -1053,3 +1053,125 @@ fn the_contributor_wait_never_exceeds_half_a_slot() {
     net.collect(0);
     assert!(proposed_slots(&net, 0).contains(&Slot(2)));
 }
+
+// ------------------------------------------------------ the unanimity shortcut
+
+impl Net {
+    /// Hands replica `to` every queued message addressed to it (others stay
+    /// queued), in order.
+    fn deliver_to(&mut self, to: usize) {
+        let (mine, rest): (VecDeque<_>, VecDeque<_>) =
+            self.inbox.drain(..).partition(|(j, _, _)| *j == to);
+        self.inbox = rest;
+        for (_, from, envelope) in mine {
+            let from_id = self.ids[from];
+            self.replicas[to].handle_message(self.now, from_id, envelope);
+        }
+        self.collect(to);
+    }
+
+    /// Reports replica `i`'s records durable up to its `nth` unpersisted
+    /// token (1-based), keeping the later ones pending.
+    fn persist_first(&mut self, i: usize, nth: usize) {
+        let token = self.unpersisted[i][nth - 1];
+        self.unpersisted[i].drain(..nth);
+        self.replicas[i].handle_persisted(self.now, token);
+        self.collect(i);
+    }
+}
+
+/// Every replica proposes the opener's value, so each decides as soon as it
+/// holds all three proposals: no replica needs a Vote.
+#[test]
+fn a_slot_every_member_proposed_alike_decides_on_the_proposals() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+        let m = net.replicas[i].metrics();
+        assert_eq!(m.unanimous_slots, 1, "replica {i}");
+        assert_eq!((m.fast_path_slots, m.phases_total), (1, 1), "replica {i}");
+    }
+    // The followers sent their State with their copy of the proposal and
+    // decided before any Vote: only the opener, which had two proposals
+    // (and so a State, and two States, so a Vote) before the third, voted.
+    for i in 1..3 {
+        assert!(
+            !net.persisted[i].iter().any(|r| matches!(
+                r,
+                PersistRecord::Sent {
+                    message: Message::Vote { .. },
+                    ..
+                }
+            )),
+            "replica {i} voted"
+        );
+    }
+}
+
+/// A unanimous decision is delivered once this replica's own Proposal is
+/// durable, without waiting for a State or Vote it issued after it.
+#[test]
+fn a_unanimous_decision_waits_only_for_the_own_proposal() {
+    let mut net = Net::new(3);
+    net.auto_persist = false;
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.collect(0);
+    net.persist_first(0, 1); // the opener's Proposal: broadcast
+    net.deliver_to(1);
+    net.deliver_to(2);
+    // Each follower copied it: its Proposal and State, one group each.
+    for i in 1..3 {
+        assert_eq!(net.unpersisted[i].len(), 2, "replica {i}");
+        net.persist_first(i, 2);
+    }
+    // The opener hears both: a State (after two proposals), a Vote (after
+    // two States) and then the third proposal.
+    net.deliver_to(0);
+    assert!(
+        !net.unpersisted[0].is_empty(),
+        "the opener's State is not durable yet"
+    );
+    assert_eq!(net.applied_joined(0), "x", "delivered all the same");
+    assert_eq!(net.replicas[0].metrics().unanimous_slots, 1);
+}
+
+/// A replica that holds all the proposals before its own is durable
+/// delivers once its own is: its copy counts only once it could have
+/// been sent.
+#[test]
+fn a_unanimous_decision_waits_for_the_own_proposal_record() {
+    let mut net = Net::new(3);
+    net.auto_persist = false;
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.collect(0);
+    net.persist_first(0, 1);
+    net.deliver_to(1);
+    net.deliver_to(2);
+    net.persist_first(2, 2); // replica 2's copy leaves; replica 1's does not
+    net.deliver_to(1);
+    assert_eq!(net.replicas[1].metrics().unanimous_slots, 1, "decided");
+    assert!(net.delivered[1].is_empty(), "own Proposal not durable yet");
+    net.persist_first(1, 1); // its Proposal, not yet its State
+    assert_eq!(net.applied_joined(1), "x");
+}
+
+/// With one member silent there is no unanimity: the slot decides through
+/// States and Votes, as before.
+#[test]
+fn without_every_member_the_slot_decides_through_the_rounds() {
+    let mut net = Net::new(3);
+    net.cut = vec![(2, 0), (2, 1), (0, 2), (1, 2)];
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.settle();
+    for i in 0..2 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+        let m = net.replicas[i].metrics();
+        assert_eq!(
+            (m.unanimous_slots, m.fast_path_slots),
+            (0, 1),
+            "replica {i}"
+        );
+    }
+}

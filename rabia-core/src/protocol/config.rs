@@ -193,4 +193,8 @@ pub enum Mutation {
     /// of first learning how far its forgotten predecessor went
     /// (equivocation after a lost store).
     NoFreshStoreGuard,
+    /// Decide at once when n − f proposals agree instead of all n (a
+    /// replica that saw a different quorum of proposals may decide ⊥:
+    /// breaks agreement).
+    UnanimityOfQuorum,
 }

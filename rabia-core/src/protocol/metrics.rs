@@ -33,7 +33,12 @@ pub struct ReplicaMetrics {
     /// Slots this replica decided by running the protocol itself.
     pub slots_decided_by_protocol: u64,
     /// Of those, decided in phase 1 (three message delays: the fast path).
+    /// Includes the unanimous slots.
     pub fast_path_slots: u64,
+    /// Of those, decided in the exchange because every member proposed
+    /// the same value (two message delays, no State or Vote awaited; see
+    /// docs/protocol.md, "The unanimity shortcut"). Counted as one phase.
+    pub unanimous_slots: u64,
     /// Sum of the phases taken by slots decided by protocol.
     pub phases_total: u64,
     /// Largest number of phases one slot took.

@@ -104,6 +104,8 @@ pub struct Replica {
     durable_token: u64,
     /// Actions waiting for a token to become durable, in order.
     held: VecDeque<(u64, Action)>,
+    /// Deliveries waiting for a token to become durable, in slot order.
+    held_deliveries: VecDeque<(u64, Action)>,
     /// Actions ready for the driver.
     ready: VecDeque<Action>,
     /// When the current slot last made progress (or a slot was decided).
@@ -212,6 +214,7 @@ impl Replica {
             last_token: 0,
             durable_token: 0,
             held: VecDeque::new(),
+            held_deliveries: VecDeque::new(),
             ready: VecDeque::new(),
             last_progress: now,
             catch_up_not_before: now,
@@ -601,12 +604,14 @@ impl Replica {
             return;
         }
         self.durable_token = self.durable_token.max(token.0);
-        while let Some((gate, _)) = self.held.front() {
-            if *gate > self.durable_token {
-                break;
-            }
-            if let Some((_, action)) = self.held.pop_front() {
-                self.ready.push_back(action);
+        for queue in [&mut self.held, &mut self.held_deliveries] {
+            while let Some((gate, _)) = queue.front() {
+                if *gate > self.durable_token {
+                    break;
+                }
+                if let Some((_, action)) = queue.pop_front() {
+                    self.ready.push_back(action);
+                }
             }
         }
         self.drive(now);
@@ -785,6 +790,7 @@ impl Replica {
         // machine after it.
         let stale = |a: &Action| matches!(a, Action::Deliver(d) if d.slot < base_slot);
         self.held.retain(|(_, action)| !stale(action));
+        self.held_deliveries.retain(|(_, action)| !stale(action));
         self.ready.retain(|action| !stale(action));
         self.slots = self.slots.split_off(&base_slot);
         self.decided_ahead = self.decided_ahead.split_off(&base_slot);
@@ -1339,9 +1345,35 @@ impl Replica {
             let coin_seed = self.coin_seed;
             let epoch = self.cluster.epoch;
             let local_coin = self.local_coin();
+            let unanimity_size = self.unanimity_size();
             let Some(inst) = self.slots.get_mut(&slot) else {
                 return;
             };
+            if let Some(value) = inst
+                .unanimous_proposal(unanimity_size)
+                .and_then(|id| inst.proposed_value(id))
+                .cloned()
+            {
+                // Every member proposed this value: the slot can decide
+                // nothing else. The delivery waits only for this replica's
+                // own Proposal record (the others' are durable at their
+                // senders, who sent them), not for a State or Vote it may
+                // have issued meanwhile.
+                let own_proposal = inst
+                    .sent
+                    .iter()
+                    .find_map(|(token, m)| matches!(m, Message::Proposal { .. }).then_some(*token))
+                    .unwrap_or(0);
+                self.last_progress = now;
+                self.metrics.unanimous_slots += 1;
+                self.record_phases(Phase::FIRST);
+                self.commit_decision(
+                    now,
+                    SlotValue::Batches(value),
+                    DecisionSource::Unanimous { own_proposal },
+                );
+                continue;
+            }
             let coin = |phase: Phase| {
                 local_coin.unwrap_or_else(|| common_coin(coin_seed, epoch, slot, phase))
             };
@@ -1489,7 +1521,7 @@ impl Replica {
         self.slots.remove(&slot);
         self.metrics.slots_decided += 1;
         match source {
-            DecisionSource::Protocol(_) => {}
+            DecisionSource::Protocol(_) | DecisionSource::Unanimous { .. } => {}
             DecisionSource::Adopted => self.metrics.decisions_adopted += 1,
             DecisionSource::Recovered => {}
         }
@@ -1530,6 +1562,9 @@ impl Replica {
         }
         let decided_phase = match source {
             DecisionSource::Protocol(phase) => phase,
+            // Peers' phase-1 States (sent with their proposals) are still
+            // in flight: answer them as messages of the deciding phase.
+            DecisionSource::Unanimous { .. } => Phase::FIRST,
             DecisionSource::Adopted | DecisionSource::Recovered => Phase::EXCHANGE,
         };
         let entry = LoggedDecision {
@@ -1569,7 +1604,14 @@ impl Replica {
             // `Decided` record: the value is fixed by votes that are durable
             // at f + 1 senders, so a crash that loses the `Decided` record
             // only makes this replica learn the same value again.
-            let votes_durable = self.last_token;
+            //
+            // A unanimous decision is fixed by the n proposals, each durable
+            // at its sender before it was sent; this replica's own counts
+            // once its record is durable.
+            let votes_durable = match source {
+                DecisionSource::Unanimous { own_proposal } => own_proposal,
+                _ => self.last_token,
+            };
             // The common case: the value is this replica's own Proposal,
             // whose record already holds the payload.
             let record = match (&my_proposal, value.value_id()) {
@@ -1583,7 +1625,7 @@ impl Replica {
             if self.deliver_early_mutation() {
                 self.emit_now(delivery);
             } else {
-                self.emit_gated_at(votes_durable, delivery);
+                self.emit_delivery_at(votes_durable, delivery);
             }
         }
         self.next_slot = slot.next();
@@ -1831,6 +1873,19 @@ impl Replica {
         }
     }
 
+    /// Queues a delivery that must wait until every record up to `gate` is
+    /// durable. Deliveries keep their own queue, in slot order: a delivery
+    /// does not wait behind a message held for a later record (a unanimous
+    /// decision's delivery waits only for the replica's Proposal record,
+    /// not for a State issued after it).
+    fn emit_delivery_at(&mut self, gate: u64, delivery: Action) {
+        if gate <= self.durable_token && self.held_deliveries.is_empty() {
+            self.ready.push_back(delivery);
+        } else {
+            self.held_deliveries.push_back((gate, delivery));
+        }
+    }
+
     /// Queues an action that depends on nothing unpersisted.
     fn emit_now(&mut self, action: Action) {
         self.ready.push_back(action);
@@ -1854,6 +1909,15 @@ impl Replica {
             return self.thresholds.decide - 1;
         }
         self.thresholds.decide
+    }
+
+    /// How many identical proposals decide a slot at once: all n members.
+    fn unanimity_size(&self) -> usize {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::protocol::config::Mutation::UnanimityOfQuorum {
+            return self.thresholds.quorum;
+        }
+        self.thresholds.n
     }
 
     fn local_coin(&self) -> Option<Bit> {
@@ -1943,6 +2007,10 @@ impl std::fmt::Debug for Replica {
 enum DecisionSource {
     /// Decided by this replica's own rounds, in this phase.
     Protocol(Phase),
+    /// Decided because every member proposed the value; `own_proposal` is
+    /// the persist token of this replica's Proposal record (0: recovered,
+    /// already durable).
+    Unanimous { own_proposal: u64 },
     /// Learned from a peer's Decision or catch-up reply.
     Adopted,
     /// Replayed from durable storage at start-up.

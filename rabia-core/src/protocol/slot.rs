@@ -150,6 +150,22 @@ impl SlotInstance {
             .cloned()
     }
 
+    /// The value all `n` members proposed, when every one of them has
+    /// proposed and they all agree. Then any n − f of the proposals hold
+    /// only this value, so every replica's exchange sets State 1 for it,
+    /// every phase-1 vote is 1 and the slot can decide nothing else: a
+    /// replica holding all n proposals may decide it at once (the
+    /// unanimity shortcut). The tally holds members only: the replica drops
+    /// every message from a non-member before it gets here.
+    pub(crate) fn unanimous_proposal(&self, n: usize) -> Option<&ValueId> {
+        if n == 0 || self.proposals.len() < n {
+            return None;
+        }
+        let mut values = self.proposals.values();
+        let first = values.next()?;
+        values.all(|v| v == first).then_some(first)
+    }
+
     /// The value most peers proposed (ties: the smallest id) among those
     /// `usable` accepts: what a replica that has not proposed yet proposes
     /// too, so that the replicas converge on one value.

@@ -76,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
                     "send-before-persist" => Mutation::SendBeforePersist,
                     "deliver-before-votes-durable" => Mutation::DeliverBeforeVotesDurable,
                     "no-fresh-store-guard" => Mutation::NoFreshStoreGuard,
+                    "unanimity-of-quorum" => Mutation::UnanimityOfQuorum,
                     other => return Err(format!("unknown mutation {other:?}")),
                 };
             }
@@ -203,11 +204,12 @@ fn main() -> ExitCode {
         total.snapshots_taken, total.restarts_from_snapshot, total.snapshots_installed
     );
     println!(
-        "protocol: {} slots decided, ⊥ rate {:.2}%, phases per slot mean {:.3} max {}",
+        "protocol: {} slots decided, ⊥ rate {:.2}%, phases per slot mean {:.3} max {}, unanimous {:.1}% of replica decisions",
         total.slots_decided,
         null_rate * 100.0,
         mean_phases,
-        total.phases_max
+        total.phases_max,
+        total.unanimous_slots as f64 * 100.0 / total.slots_by_protocol.max(1) as f64
     );
     println!(
         "clients: {} operations acknowledged, {} retries; {} events, {} messages",

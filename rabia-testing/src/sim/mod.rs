@@ -203,6 +203,8 @@ pub struct SimStats {
     pub null_slots: u64,
     /// Slots decided by some replica's own rounds, summed over replicas.
     pub slots_by_protocol: u64,
+    /// Of those, decided because every member proposed the same value.
+    pub unanimous_slots: u64,
     /// Phases those took, summed.
     pub phases_total: u64,
     /// The most phases any slot took at any replica.
@@ -242,6 +244,7 @@ impl SimStats {
         self.slots_decided += other.slots_decided;
         self.null_slots += other.null_slots;
         self.slots_by_protocol += other.slots_by_protocol;
+        self.unanimous_slots += other.unanimous_slots;
         self.phases_total += other.phases_total;
         self.phases_max = self.phases_max.max(other.phases_max);
         self.operations_acknowledged += other.operations_acknowledged;
@@ -1297,6 +1300,7 @@ impl World {
             if let Some(replica) = &node.replica {
                 let m = replica.metrics();
                 self.stats.slots_by_protocol += m.slots_decided_by_protocol;
+                self.stats.unanimous_slots += m.unanimous_slots;
                 self.stats.phases_total += m.phases_total;
                 self.stats.phases_max = self.stats.phases_max.max(m.phases_max);
             }
