@@ -1070,6 +1070,20 @@ impl Net {
         self.collect(to);
     }
 
+    /// Hands replica `to` the queued messages from replica `from` only.
+    fn deliver_from(&mut self, from: usize, to: usize) {
+        let (mine, rest): (VecDeque<_>, VecDeque<_>) = self
+            .inbox
+            .drain(..)
+            .partition(|(j, f, _)| *j == to && *f == from);
+        self.inbox = rest;
+        for (_, _, envelope) in mine {
+            let from_id = self.ids[from];
+            self.replicas[to].handle_message(self.now, from_id, envelope);
+        }
+        self.collect(to);
+    }
+
     /// Reports replica `i`'s records durable up to its `nth` unpersisted
     /// token (1-based), keeping the later ones pending.
     fn persist_first(&mut self, i: usize, nth: usize) {
@@ -1173,5 +1187,118 @@ fn without_every_member_the_slot_decides_through_the_rounds() {
             (0, 1),
             "replica {i}"
         );
+    }
+}
+
+/// A first slot, opened by replica 0, that took 2 ms and was unanimous at
+/// every replica.
+fn after_a_unanimous_slot() -> Net {
+    after_a_unanimous_slot_with(ReplicaConfig::default())
+}
+
+fn after_a_unanimous_slot_with(config: ReplicaConfig) -> Net {
+    let mut net = Net::with_config(3, config);
+    net.replicas[0].submit(net.now, 10, op("a")).unwrap();
+    net.collect(0);
+    net.now = net.now + Duration::from_millis(2);
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.replicas[i].metrics().unanimous_slots, 1, "replica {i}");
+    }
+    net
+}
+
+fn rounds_sent(net: &Net, i: usize, slot: Slot) -> usize {
+    net.persisted[i]
+        .iter()
+        .filter(|r| {
+            matches!(r, PersistRecord::Sent { slot: s, message: Message::State { .. } | Message::Vote { .. } } if *s == slot)
+        })
+        .count()
+}
+
+/// After a unanimous slot, an opener whose Proposal is durable waits for
+/// the last proposal instead of sending a State on the first two: it
+/// arrives, agrees, and the slot decides without the opener's State or
+/// Vote (whose records would have cost it a disk sync).
+#[test]
+fn the_opener_waits_for_the_last_proposal_instead_of_voting() {
+    let mut net = after_a_unanimous_slot();
+    net.replicas[0].submit(net.now, 50, op("b")).unwrap();
+    net.collect(0);
+    net.deliver_to(1); // replica 1 copies: Proposal and State to 0 and 2
+    net.deliver_to(0);
+    assert_eq!(rounds_sent(&net, 0, Slot(1)), 0, "the opener waits");
+    assert!(net.delivered[0].len() == 1, "not decided yet");
+    net.deliver_to(2);
+    net.deliver_to(0);
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "a,b", "replica {i}");
+        assert_eq!(net.replicas[i].metrics().unanimous_slots, 2, "replica {i}");
+    }
+    assert_eq!(rounds_sent(&net, 0, Slot(1)), 0, "no State or Vote needed");
+}
+
+/// With a member gone silent the wait costs one `unanimity_wait`, once: the
+/// slot then decides through the rounds, and the next slot does not wait.
+#[test]
+fn a_silent_member_costs_the_opener_one_unanimity_wait() {
+    let mut net = after_a_unanimous_slot();
+    net.cut = vec![(2, 0), (2, 1), (0, 2), (1, 2)];
+    net.replicas[0].submit(net.now, 50, op("b")).unwrap();
+    net.settle();
+    assert_eq!(net.applied_joined(0), "a", "waiting for replica 2");
+    let wait = ReplicaConfig::default().unanimity_wait;
+    assert!(wait > Duration::ZERO && wait < Duration::from_millis(1));
+    assert!(net.replicas[0]
+        .poll_timeout()
+        .is_some_and(|t| t <= net.now + wait));
+    net.tick(wait);
+    for i in 0..2 {
+        assert_eq!(net.applied_joined(i), "a,b", "replica {i}");
+    }
+    assert!(rounds_sent(&net, 0, Slot(1)) > 0);
+    // Slot 1 was not unanimous: slot 2 goes through the rounds at once.
+    net.replicas[0].submit(net.now, 60, op("c")).unwrap();
+    net.settle();
+    for i in 0..2 {
+        assert_eq!(net.applied_joined(i), "a,b,c", "replica {i}");
+    }
+}
+
+/// A proposal that disagrees ends the wait for unanimity at once, and
+/// leaves no deadline behind (one in the past would wake the driver again
+/// and again, for ever).
+#[test]
+fn a_disagreeing_proposal_ends_the_unanimity_wait() {
+    let mut net = after_a_unanimous_slot_with(ReplicaConfig {
+        opener_wait: Duration::ZERO,
+        ..ReplicaConfig::default()
+    });
+    let wait = ReplicaConfig::default().unanimity_wait;
+    net.replicas[0].submit(net.now, 50, op("b")).unwrap();
+    net.collect(0);
+    net.inbox.retain(|(to, _, _)| *to != 2); // replica 2 never hears b
+    net.replicas[2].submit(net.now, 55, op("c")).unwrap();
+    net.collect(2); // and proposes c at once
+    net.deliver_to(1); // replica 1 copies b
+    net.deliver_from(1, 0);
+    assert_eq!(rounds_sent(&net, 0, Slot(1)), 0, "the opener waits");
+    net.deliver_from(2, 0);
+    assert!(
+        rounds_sent(&net, 0, Slot(1)) > 0,
+        "no unanimity: State at once"
+    );
+    net.now = net.now + wait * 2;
+    net.replicas[0].handle_timeout(net.now);
+    assert!(
+        net.replicas[0].poll_timeout().is_some_and(|t| t > net.now),
+        "no deadline left in the past"
+    );
+    net.settle();
+    for i in 0..3 {
+        // b in slot 1, then replica 2's c.
+        assert_eq!(net.applied_joined(i), "a,b,c", "replica {i}");
     }
 }

@@ -118,6 +118,8 @@ struct RunResult {
     batch: f64,
     /// Operations per slot that decided a value (not ⊥).
     per_slot: f64,
+    /// Share of the replicas' own decisions taken on unanimous proposals.
+    unanimous: f64,
 }
 
 async fn client(handle: EngineHandle, remaining: Arc<AtomicU64>, payload: usize) -> Histogram {
@@ -155,6 +157,9 @@ fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEng
     }
     if let Ok(us) = std::env::var("RABIA_BENCH_CONTRIBUTOR_WAIT_US") {
         config.contributor_wait = Duration::from_micros(us.parse().unwrap());
+    }
+    if let Ok(us) = std::env::var("RABIA_BENCH_UNANIMITY_WAIT_US") {
+        config.unanimity_wait = Duration::from_micros(us.parse().unwrap());
     }
     let engine = if std::env::var("RABIA_BENCH_FILE").is_ok() {
         // A fresh data directory per replica and run; fdatasync on every
@@ -205,6 +210,7 @@ fn summarize(
         .map(|s| s.protocol.slots_decided_by_protocol)
         .sum();
     let phases: u64 = status.iter().map(|s| s.protocol.phases_total).sum();
+    let unanimous: u64 = status.iter().map(|s| s.protocol.unanimous_slots).sum();
     let batches: u64 = status.iter().map(|s| s.batches_created).sum();
     if std::env::var_os("RABIA_BENCH_DEBUG").is_some() {
         let proposed: u64 = status.iter().map(|s| s.protocol.proposed_batches).sum();
@@ -238,6 +244,11 @@ fn summarize(
             0.0
         } else {
             ops as f64 / (decided - nulls) as f64
+        },
+        unanimous: if by_protocol == 0 {
+            0.0
+        } else {
+            unanimous as f64 / by_protocol as f64
         },
     }
 }
@@ -371,8 +382,8 @@ fn main() {
         args.payload, args.ops, args.runs, args.runtime
     );
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}",
-        "clients", "ops/s", "p50", "p99", "⊥ rate", "phases", "batch", "ops/slot"
+        "{:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "clients", "ops/s", "p50", "p99", "⊥ rate", "phases", "batch", "ops/slot", "unanimous"
     );
     for &clients in &args.clients {
         let ops = if clients == 1 {
@@ -394,7 +405,7 @@ fn main() {
         results.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
         let m = &results[results.len() / 2];
         println!(
-            "{:>8} {:>12.0} {:>10.2?} {:>10.2?} {:>7.2}% {:>8.3} {:>8.1} {:>8.1}",
+            "{:>8} {:>12.0} {:>10.2?} {:>10.2?} {:>7.2}% {:>8.3} {:>8.1} {:>8.1} {:>8.1}%",
             clients,
             m.ops_per_sec,
             m.p50,
@@ -402,7 +413,8 @@ fn main() {
             m.null_rate * 100.0,
             m.phases,
             m.batch,
-            m.per_slot
+            m.per_slot,
+            m.unanimous * 100.0
         );
     }
 }

@@ -95,6 +95,15 @@ pub struct RabiaConfig {
     /// storage it raises operations per slot. Zero: open at once. A
     /// throughput hint, never needed for safety.
     pub contributor_wait: Duration,
+    /// How long, at most, a node whose proposal is already on disk waits
+    /// for the last peers' proposals once a quorum of agreeing ones is in,
+    /// before it sends its State: if every node proposed the same value the
+    /// slot is decided on the proposals alone, and the State and Vote (and
+    /// the disk sync their records take) are never needed. Only after a
+    /// slot where every node proposed; never more than half the time the
+    /// previous slot took. Zero: never wait. A throughput hint, never
+    /// needed for safety (docs/protocol.md, "The unanimity shortcut").
+    pub unanimity_wait: Duration,
     /// How long, at most, a node that has just answered its clients (a
     /// slot was decided and applied) waits for their next operations
     /// before it opens or contributes to the next slot, so that one slot
@@ -128,6 +137,7 @@ impl Default for RabiaConfig {
             status_interval: Duration::from_millis(100),
             opener_wait: Duration::from_millis(10),
             contributor_wait: Duration::from_micros(200),
+            unanimity_wait: Duration::from_micros(200),
             refill_wait: Duration::from_micros(500),
         }
     }
@@ -173,6 +183,7 @@ impl RabiaConfig {
             ("status_interval", self.status_interval),
             ("opener_wait", self.opener_wait),
             ("contributor_wait", self.contributor_wait),
+            ("unanimity_wait", self.unanimity_wait),
             ("refill_wait", self.refill_wait),
         ] {
             if value > day {
@@ -212,6 +223,7 @@ impl RabiaConfig {
             hold_opening_after_decision: true,
             opener_wait: self.opener_wait,
             contributor_wait: self.contributor_wait,
+            unanimity_wait: self.unanimity_wait,
             ..ReplicaConfig::default()
         }
     }

@@ -112,6 +112,9 @@ pub struct Settings {
     /// How long the node opening a slot waits, at most, for the next
     /// operations of the nodes that were in the previous slot, in µs.
     pub contributor_wait_us: Option<u64>,
+    /// How long a node whose proposal is durable waits, at most, for the
+    /// last nodes' proposals before it sends its State, in µs.
+    pub unanimity_wait_us: Option<u64>,
     /// How long a node that just answered its clients waits, at most, for
     /// their next operations before it opens or contributes to the next
     /// slot, in µs.
@@ -150,6 +153,7 @@ impl Settings {
             batch_timeout_ms: over.batch_timeout_ms.or(self.batch_timeout_ms),
             opener_wait_ms: over.opener_wait_ms.or(self.opener_wait_ms),
             contributor_wait_us: over.contributor_wait_us.or(self.contributor_wait_us),
+            unanimity_wait_us: over.unanimity_wait_us.or(self.unanimity_wait_us),
             refill_wait_us: over.refill_wait_us.or(self.refill_wait_us),
             rejoin: over.rejoin.or(self.rejoin),
         }
@@ -222,6 +226,13 @@ impl Settings {
                 "must be at most 1000000 (one second)",
             ));
         }
+        let unanimity_wait = Duration::from_micros(self.unanimity_wait_us.unwrap_or(200));
+        if unanimity_wait > Duration::from_secs(1) {
+            return Err(invalid(
+                "unanimity_wait_us",
+                "must be at most 1000000 (one second)",
+            ));
+        }
         let refill_wait = Duration::from_micros(self.refill_wait_us.unwrap_or(500));
         if refill_wait > Duration::from_secs(1) {
             return Err(invalid(
@@ -250,6 +261,7 @@ impl Settings {
             batch_timeout,
             opener_wait,
             contributor_wait,
+            unanimity_wait,
             refill_wait,
             rejoin,
         })
@@ -321,6 +333,9 @@ pub struct NodeConfig {
     pub opener_wait: Duration,
     /// Longest wait of a slot's opener for the previous slot's contributors.
     pub contributor_wait: Duration,
+    /// Longest wait of a node with a durable proposal for the last
+    /// proposals before it sends its State.
+    pub unanimity_wait: Duration,
     /// Longest wait of a node for its answered clients' next operations.
     pub refill_wait: Duration,
     /// An empty store replaces a node that lost its data: it learns how
@@ -453,12 +468,23 @@ mod tests {
     }
 
     #[test]
+    fn a_unanimity_wait_above_one_second_is_refused() {
+        let e = Settings {
+            unanimity_wait_us: Some(2_000_000),
+            ..base()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("unanimity_wait_us"), "{e}");
+    }
+
+    #[test]
     fn toml_and_flags_combine_with_flags_winning() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\nrefill_wait_us = 700\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
+            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\nunanimity_wait_us = 80\nrefill_wait_us = 700\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
         )
         .unwrap();
         let file = Settings::from_file(&path).unwrap();
@@ -473,6 +499,7 @@ mod tests {
         assert_eq!(c.resp, "127.0.0.1:7777".parse().unwrap());
         assert_eq!(c.opener_wait, Duration::from_millis(25));
         assert_eq!(c.contributor_wait, Duration::from_micros(50));
+        assert_eq!(c.unanimity_wait, Duration::from_micros(80));
         assert_eq!(c.refill_wait, Duration::from_micros(700));
         assert_eq!(
             crate::node::engine_config(&c).refill_wait,

@@ -87,6 +87,12 @@ struct NodeArgs {
     /// more than half a slot's time; 0: open at once).
     #[arg(long)]
     contributor_wait_us: Option<u64>,
+    /// Longest wait, in microseconds, of a node whose proposal is on disk
+    /// for the last nodes' proposals before it sends its State: if all
+    /// agree the slot is decided without States and Votes (never more than
+    /// half a slot's time; 0: no wait).
+    #[arg(long)]
+    unanimity_wait_us: Option<u64>,
     /// Longest wait, in microseconds, of a node that just answered its
     /// clients for their next operations before it opens or contributes to
     /// the next slot (never more than half a slot's time; 0: no wait).
@@ -128,6 +134,7 @@ impl NodeArgs {
             batch_timeout_ms: self.batch_timeout_ms,
             opener_wait_ms: self.opener_wait_ms,
             contributor_wait_us: self.contributor_wait_us,
+            unanimity_wait_us: self.unanimity_wait_us,
             refill_wait_us: self.refill_wait_us,
             rejoin: self.rejoin.then_some(true),
         };

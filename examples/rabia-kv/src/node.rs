@@ -80,6 +80,7 @@ pub fn engine_config(config: &NodeConfig) -> RabiaConfig {
         batch_timeout: config.batch_timeout,
         opener_wait: config.opener_wait,
         contributor_wait: config.contributor_wait,
+        unanimity_wait: config.unanimity_wait,
         refill_wait: config.refill_wait,
         empty_store: if config.rejoin {
             rabia_engine::EmptyStore::Rejoin

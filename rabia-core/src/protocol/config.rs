@@ -54,6 +54,15 @@ pub struct ReplicaConfig {
     /// than half the time the previous slot took. Zero: open at once. A
     /// throughput hint only; see docs/protocol.md.
     pub contributor_wait: Duration,
+    /// How long a replica whose own Proposal is already durable waits, at
+    /// most, for the remaining members' proposals once n − f agreeing ones
+    /// are in, before it sends its State: if all n agree it decides at once
+    /// and needs neither a State nor a Vote (the unanimity shortcut), whose
+    /// records would otherwise take a disk sync of their own. Only when the
+    /// previous slot was unanimous here (every member proposing), and never
+    /// more than half the time the previous slot took. Zero: never wait. A
+    /// throughput hint only; see docs/protocol.md.
+    pub unanimity_wait: Duration,
     /// After deciding a value, hold off opening the next slot with this
     /// replica's own queue until the driver calls
     /// [`Replica::hold_opening`](crate::protocol::Replica::hold_opening)
@@ -89,6 +98,7 @@ impl Default for ReplicaConfig {
             heartbeat_interval: Duration::from_millis(100),
             opener_wait: Duration::from_millis(10),
             contributor_wait: Duration::from_micros(200),
+            unanimity_wait: Duration::from_micros(200),
             hold_opening_after_decision: false,
             filter_sparse_max: 4096,
             filter_incarnations_max: 8,

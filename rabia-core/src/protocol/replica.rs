@@ -106,6 +106,13 @@ pub struct Replica {
     held: VecDeque<(u64, Action)>,
     /// Deliveries waiting for a token to become durable, in slot order.
     held_deliveries: VecDeque<(u64, Action)>,
+    /// Whether the last slot this replica decided by itself was unanimous
+    /// (every member proposed): then it waits a little for unanimity in
+    /// the next one (`unanimity_wait`).
+    last_unanimous: bool,
+    /// The current slot's wait for the remaining proposals before this
+    /// replica sends its State.
+    unanimity_wait: TimedWait,
     /// Actions ready for the driver.
     ready: VecDeque<Action>,
     /// When the current slot last made progress (or a slot was decided).
@@ -215,6 +222,8 @@ impl Replica {
             durable_token: 0,
             held: VecDeque::new(),
             held_deliveries: VecDeque::new(),
+            last_unanimous: false,
+            unanimity_wait: TimedWait::NotStarted,
             ready: VecDeque::new(),
             last_progress: now,
             catch_up_not_before: now,
@@ -688,6 +697,10 @@ impl Replica {
         let timers = match self.contributor_wait_until {
             Some(until) => timers.min(until),
             None => timers,
+        };
+        let timers = match self.unanimity_wait {
+            TimedWait::Until(until) => timers.min(until),
+            TimedWait::NotStarted | TimedWait::Expired => timers,
         };
         Some(match self.open_wait_until {
             Some(until) => timers.min(until),
@@ -1367,12 +1380,28 @@ impl Replica {
                 self.last_progress = now;
                 self.metrics.unanimous_slots += 1;
                 self.record_phases(Phase::FIRST);
+                self.last_unanimous = true;
                 self.commit_decision(
                     now,
                     SlotValue::Batches(value),
                     DecisionSource::Unanimous { own_proposal },
                 );
                 continue;
+            }
+            if inst.stage == Stage::Exchange
+                && self.last_unanimous
+                && waits_for_unanimity(
+                    inst,
+                    &thresholds,
+                    self.durable_token,
+                    now,
+                    &mut self.unanimity_wait,
+                    self.config
+                        .unanimity_wait
+                        .min(self.last_slot_time.map_or(Duration::ZERO, |t| t / 2)),
+                )
+            {
+                return;
             }
             let coin = |phase: Phase| {
                 local_coin.unwrap_or_else(|| common_coin(coin_seed, epoch, slot, phase))
@@ -1434,10 +1463,12 @@ impl Replica {
                 }
                 RoundOutcome::Decide(phase, Bit::Zero) => {
                     self.record_phases(phase);
+                    self.last_unanimous = false;
                     self.commit_decision(now, SlotValue::Null, DecisionSource::Protocol(phase));
                 }
                 RoundOutcome::Decide(phase, Bit::One) => {
                     self.record_phases(phase);
+                    self.last_unanimous = false;
                     if let Some(inst) = self.slots.get_mut(&slot) {
                         inst.stage = Stage::AwaitingValue(phase);
                     }
@@ -1638,6 +1669,7 @@ impl Replica {
         }
         self.contributors_awaited = contributors;
         self.contributor_wait_until = None;
+        self.unanimity_wait = TimedWait::NotStarted;
         if self.config.hold_opening_after_decision && value_opener.is_some() {
             // The driver releases it once the decided operations are
             // applied and their clients answered (`hold_opening`).
@@ -1965,6 +1997,69 @@ impl Replica {
         }
         false
     }
+}
+
+/// Whether the exchange of `inst` should wait for the remaining members'
+/// proposals before this replica sends its State (`unanimity_wait`): when
+/// n − f or more proposals are in and all agree, the rest may well agree
+/// too, and then the slot decides on the proposals alone. Waiting is worth
+/// it only if this replica's own Proposal is already durable (otherwise the
+/// State shares its sync for free). Starts the wait on first use; false
+/// once it expired (or with no wait at all).
+fn waits_for_unanimity(
+    inst: &SlotInstance,
+    thresholds: &crate::cluster::Thresholds,
+    durable_token: u64,
+    now: Instant,
+    state: &mut TimedWait,
+    wait: Duration,
+) -> bool {
+    let received = inst.proposals.len();
+    if wait.is_zero() || received < thresholds.quorum || received >= thresholds.n {
+        if matches!(state, TimedWait::Until(_)) {
+            *state = TimedWait::Expired;
+        }
+        return false;
+    }
+    let mut values = inst.proposals.values();
+    let agree = values
+        .next()
+        .is_some_and(|first| values.all(|v| v == first));
+    let own_durable = inst
+        .sent
+        .iter()
+        .find_map(|(token, m)| matches!(m, Message::Proposal { .. }).then_some(*token))
+        .is_some_and(|token| token <= durable_token);
+    if !agree || !own_durable {
+        // No longer worth waiting (a proposal that disagrees arrived): end
+        // the wait for this slot, so that no deadline is left behind.
+        if matches!(state, TimedWait::Until(_)) {
+            *state = TimedWait::Expired;
+        }
+        return false;
+    }
+    match *state {
+        TimedWait::Expired => false,
+        TimedWait::NotStarted => {
+            *state = TimedWait::Until(now + wait);
+            true
+        }
+        TimedWait::Until(until) if now < until => true,
+        TimedWait::Until(_) => {
+            // Expired once and for all for this slot (a deadline left in
+            // the past would wake the driver again at once, for ever).
+            *state = TimedWait::Expired;
+            false
+        }
+    }
+}
+
+/// A bounded wait that happens at most once per slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimedWait {
+    NotStarted,
+    Until(Instant),
+    Expired,
 }
 
 /// Own batches a learner forwards again per retransmit interval.

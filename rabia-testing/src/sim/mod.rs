@@ -146,6 +146,13 @@ impl SimConfig {
                 1 => Duration::from_millis(5),
                 _ => ReplicaConfig::default().contributor_wait,
             },
+            // The wait for unanimity before sending a State: off, long
+            // (5 ms) or the default.
+            unanimity_wait: match seed % 7 {
+                0 => Duration::ZERO,
+                1 => Duration::from_millis(5),
+                _ => ReplicaConfig::default().unanimity_wait,
+            },
             ..ReplicaConfig::default()
         };
         SimConfig {
