@@ -105,7 +105,7 @@ pub async fn render(shared: &Shared, wanted: Option<&str>) -> String {
         let peers_connected = status.transport.peers_connected;
         let _ = write!(
             out,
-            "node_id:{}\r\ncluster_id:{}\r\ncluster_size:{}\r\nrunning:{}\r\nquorum:{}\r\nlearner:{}\r\nparticipate_from:{}\r\nnext_slot:{}\r\napplied_slot:{}\r\nslots_decided:{}\r\nnull_slots:{}\r\nnull_rate:{:.4}\r\nfast_path_slots:{}\r\nphases_per_slot:{:.3}\r\npending_batches:{}\r\nqueued_operations:{}\r\nmean_batch_size:{:.1}\r\nbatches_per_proposal:{:.2}\r\nsubmit_to_decide_p50_us:{}\r\nsubmit_to_decide_p99_us:{}\r\nlast_snapshot_slot:{}\r\npeers_connected:{}\r\npeers_reachable:{}\r\npersistence:{}\r\ndata_dir:{}\r\nread_mode:{}\r\n",
+            "node_id:{}\r\ncluster_id:{}\r\ncluster_size:{}\r\nrunning:{}\r\nquorum:{}\r\nlearner:{}\r\nparticipate_from:{}\r\nnext_slot:{}\r\napplied_slot:{}\r\nslots_decided:{}\r\nnull_slots:{}\r\nnull_rate:{:.4}\r\nfast_path_slots:{}\r\nunanimous_slots:{}\r\nphases_per_slot:{:.3}\r\npending_batches:{}\r\nqueued_operations:{}\r\nmean_batch_size:{:.1}\r\nbatches_per_proposal:{:.2}\r\nsubmit_to_decide_p50_us:{}\r\nsubmit_to_decide_p99_us:{}\r\nlast_snapshot_slot:{}\r\npeers_connected:{}\r\npeers_reachable:{}\r\npersistence:{}\r\ndata_dir:{}\r\nread_mode:{}\r\n",
             config.id,
             config.cluster_id,
             config.peers.len(),
@@ -121,6 +121,7 @@ pub async fn render(shared: &Shared, wanted: Option<&str>) -> String {
             status.protocol.null_slots,
             null_rate(&status),
             status.protocol.fast_path_slots,
+            status.protocol.unanimous_slots,
             phases_per_slot(&status),
             status.protocol.pending_batches,
             status.queued_operations,

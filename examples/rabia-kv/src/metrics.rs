@@ -98,6 +98,12 @@ pub fn render(shared: &Shared) -> String {
     );
     counter(
         &mut r,
+        "rabia_unanimous_slots",
+        "Slots decided on every member's agreeing proposal (no vote round)",
+        p.unanimous_slots,
+    );
+    counter(
+        &mut r,
         "rabia_phases",
         "Phases run over all slots decided by the protocol",
         p.phases_total,

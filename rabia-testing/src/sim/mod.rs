@@ -284,6 +284,10 @@ impl SimReport {
     }
 }
 
+/// Events at one virtual instant beyond which a run is reported as a busy
+/// loop (normal runs stay orders of magnitude below).
+const SAME_INSTANT_EVENTS_MAX: u64 = 1_000_000;
+
 /// Runs one simulation to completion.
 pub fn run(config: SimConfig) -> SimReport {
     World::new(config).run()
@@ -473,6 +477,7 @@ impl World {
         let end_faults = Instant::ZERO + self.config.fault_phase;
         self.queue.push(end_faults, Event::EndFaults);
         let deadline = end_faults + self.config.liveness_budget;
+        let mut same_instant = 0u64;
         while self.violation.is_none() {
             let Some((at, event)) = self.queue.pop() else {
                 break;
@@ -480,6 +485,18 @@ impl World {
             if at > deadline {
                 let detail = self.liveness_summary();
                 self.fail(ViolationKind::Liveness, detail);
+                break;
+            }
+            same_instant = if at == self.now { same_instant + 1 } else { 0 };
+            if same_instant > SAME_INSTANT_EVENTS_MAX {
+                // A replica asking to be woken at a time already past, over
+                // and over: virtual time would never advance again.
+                self.fail(
+                    ViolationKind::Liveness,
+                    format!(
+                        "busy loop: more than {SAME_INSTANT_EVENTS_MAX} events without virtual time advancing (a timer left in the past?)"
+                    ),
+                );
                 break;
             }
             self.now = at;
