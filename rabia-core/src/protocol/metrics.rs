@@ -32,7 +32,8 @@ pub struct ReplicaMetrics {
     pub null_slots: u64,
     /// Slots this replica decided by running the protocol itself.
     pub slots_decided_by_protocol: u64,
-    /// Of those, decided in phase 1 (three message delays: the fast path).
+    /// Of those, decided in phase 1 (at most three message delays: the fast
+    /// path).
     /// Includes the unanimous slots.
     pub fast_path_slots: u64,
     /// Of those, decided in the exchange because every member proposed
