@@ -1359,6 +1359,7 @@ impl Replica {
             let epoch = self.cluster.epoch;
             let local_coin = self.local_coin();
             let unanimity_size = self.unanimity_size();
+            let last_token = self.last_token;
             let Some(inst) = self.slots.get_mut(&slot) else {
                 return;
             };
@@ -1372,11 +1373,14 @@ impl Replica {
                 // own Proposal record (the others' are durable at their
                 // senders, who sent them), not for a State or Vote it may
                 // have issued meanwhile.
+                // (Recovered records carry token 0: already durable. Without
+                // a record of it at all, which should not happen, wait for
+                // everything issued so far.)
                 let own_proposal = inst
                     .sent
                     .iter()
                     .find_map(|(token, m)| matches!(m, Message::Proposal { .. }).then_some(*token))
-                    .unwrap_or(0);
+                    .unwrap_or(last_token);
                 self.last_progress = now;
                 self.metrics.unanimous_slots += 1;
                 self.record_phases(Phase::FIRST);

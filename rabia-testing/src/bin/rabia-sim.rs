@@ -23,6 +23,8 @@ struct Args {
     budget_secs: Option<u64>,
     #[cfg(feature = "mutations")]
     mutation: rabia_core::protocol::Mutation,
+    /// The `--mutation` argument as given, for the replay command.
+    mutation_name: Option<String>,
 }
 
 fn usage() -> &'static str {
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         budget_secs: None,
         #[cfg(feature = "mutations")]
         mutation: rabia_core::protocol::Mutation::None,
+        mutation_name: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,7 +72,8 @@ fn parse_args() -> Result<Args, String> {
             #[cfg(feature = "mutations")]
             "--mutation" => {
                 use rabia_core::protocol::Mutation;
-                args.mutation = match value("--mutation")?.as_str() {
+                let name = value("--mutation")?;
+                args.mutation = match name.as_str() {
                     "decide-threshold-minus-one" => Mutation::DecideThresholdMinusOne,
                     "per-replica-coin" => Mutation::PerReplicaCoin,
                     "no-requeue" => Mutation::NoRequeue,
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
                     "unanimity-of-quorum" => Mutation::UnanimityOfQuorum,
                     other => return Err(format!("unknown mutation {other:?}")),
                 };
+                args.mutation_name = Some(name);
             }
             "--verbose" | "-v" => args.verbose = true,
             "--help" | "-h" => return Err(usage().into()),
@@ -139,8 +144,12 @@ fn main() -> ExitCode {
             }
             if let Some(v) = &report.violation {
                 eprintln!("VIOLATION seed {seed} nodes {nodes}: {v}");
+                let (features, mutation) = match &args.mutation_name {
+                    Some(name) => (" --features mutations", format!(" --mutation {name}")),
+                    None => ("", String::new()),
+                };
                 eprintln!(
-                    "  replay: cargo run --release -p rabia-testing --bin rabia-sim -- --seed {seed} --nodes {nodes}{}",
+                    "  replay: cargo run --release -p rabia-testing{features} --bin rabia-sim -- --seed {seed} --nodes {nodes}{}{mutation}",
                     if args.faults == FaultClasses::NONE { " --no-faults" } else { "" }
                 );
                 failures.push((nodes, report));
