@@ -1302,3 +1302,38 @@ fn a_disagreeing_proposal_ends_the_unanimity_wait() {
         assert_eq!(net.applied_joined(i), "a,b,c", "replica {i}");
     }
 }
+
+/// A snapshot installed while the replica waits for unanimity ends the
+/// wait: no deadline is left in the past for a slot the snapshot covers.
+#[test]
+fn a_snapshot_installed_during_the_unanimity_wait_ends_it() {
+    let mut net = after_a_unanimous_slot();
+    net.replicas[0].submit(net.now, 50, op("b")).unwrap();
+    net.collect(0);
+    net.deliver_to(1);
+    net.deliver_from(1, 0);
+    assert_eq!(rounds_sent(&net, 0, Slot(1)), 0, "the opener waits");
+    // The snapshot covers b, so the replica has nothing left to propose.
+    let mut filter = net.replicas[0].filter().clone();
+    for record in &net.persisted[0] {
+        if let PersistRecord::Sent {
+            message: Message::Proposal { slot, value },
+            ..
+        } = record
+        {
+            if *slot == Slot(1) {
+                for batch in value.batches() {
+                    filter.insert(batch.id);
+                }
+            }
+        }
+    }
+    assert!(net.replicas[0].install_snapshot(net.now, Slot(5), filter));
+    assert_eq!(net.replicas[0].pending_len(), 0);
+    net.now = net.now + ReplicaConfig::default().unanimity_wait * 2;
+    net.replicas[0].handle_timeout(net.now);
+    assert!(
+        net.replicas[0].poll_timeout().is_some_and(|t| t > net.now),
+        "no deadline left in the past"
+    );
+}

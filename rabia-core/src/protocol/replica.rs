@@ -38,7 +38,10 @@
 //! (so this replica's own votes for the slot), without waiting for its
 //! `Decided` record: the decided value is fixed by votes durable at f + 1
 //! senders, so losing the `Decided` record in a crash only makes the
-//! replica learn the same value again.
+//! replica learn the same value again. A unanimous decision (every member
+//! proposed the value) is fixed by the n proposals instead, each durable at
+//! its sender: its delivery waits only for this replica's own Proposal
+//! record, in a queue of its own (`held_deliveries`).
 
 use crate::cluster::{ClusterConfig, Thresholds};
 use crate::error::{ConfigError, SubmitError};
@@ -674,6 +677,11 @@ impl Replica {
             self.contributor_wait_until = None;
             self.maybe_start_slot(now);
         }
+        if matches!(self.unanimity_wait, TimedWait::Until(until) if now >= until) {
+            // Expired, whatever became of the slot meanwhile (`drive` then
+            // evaluates the exchange if it is still waiting).
+            self.unanimity_wait = TimedWait::Expired;
+        }
         if self.open_wait_until.is_some_and(|until| now >= until) {
             // Expired once and for all for this slot (a timer left in the
             // past would fire again at once, for ever).
@@ -807,6 +815,9 @@ impl Replica {
         self.ready.retain(|action| !stale(action));
         self.slots = self.slots.split_off(&base_slot);
         self.decided_ahead = self.decided_ahead.split_off(&base_slot);
+        // A wait for a slot the snapshot covers must not outlive it (its
+        // deadline would be left in the past).
+        self.unanimity_wait = TimedWait::NotStarted;
         self.log.clear();
         self.log_bytes = 0;
         let filter = &self.filter;
