@@ -1060,26 +1060,25 @@ impl Net {
     /// Hands replica `to` every queued message addressed to it (others stay
     /// queued), in order.
     fn deliver_to(&mut self, to: usize) {
-        let (mine, rest): (VecDeque<_>, VecDeque<_>) =
-            self.inbox.drain(..).partition(|(j, _, _)| *j == to);
-        self.inbox = rest;
-        for (_, from, envelope) in mine {
-            let from_id = self.ids[from];
-            self.replicas[to].handle_message(self.now, from_id, envelope);
-        }
-        self.collect(to);
+        self.deliver_matching(to, |_| true);
     }
 
     /// Hands replica `to` the queued messages from replica `from` only.
     fn deliver_from(&mut self, from: usize, to: usize) {
+        self.deliver_matching(to, |f| f == from);
+    }
+
+    /// Hands replica `to` the queued messages addressed to it whose sender
+    /// `from` accepts, in order; the rest stay queued.
+    fn deliver_matching(&mut self, to: usize, from: impl Fn(usize) -> bool) {
         let (mine, rest): (VecDeque<_>, VecDeque<_>) = self
             .inbox
             .drain(..)
-            .partition(|(j, f, _)| *j == to && *f == from);
+            .partition(|(j, f, _)| *j == to && from(*f));
         self.inbox = rest;
-        for (_, _, envelope) in mine {
-            let from_id = self.ids[from];
-            self.replicas[to].handle_message(self.now, from_id, envelope);
+        for (_, sender, envelope) in mine {
+            let sender_id = self.ids[sender];
+            self.replicas[to].handle_message(self.now, sender_id, envelope);
         }
         self.collect(to);
     }

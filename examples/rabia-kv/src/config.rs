@@ -457,25 +457,34 @@ mod tests {
     }
 
     #[test]
-    fn a_contributor_wait_above_one_second_is_refused() {
-        let e = Settings {
-            contributor_wait_us: Some(2_000_000),
-            ..base()
+    fn waits_above_one_second_are_refused() {
+        let too_long = Some(2_000_000);
+        for (field, settings) in [
+            (
+                "contributor_wait_us",
+                Settings {
+                    contributor_wait_us: too_long,
+                    ..base()
+                },
+            ),
+            (
+                "unanimity_wait_us",
+                Settings {
+                    unanimity_wait_us: too_long,
+                    ..base()
+                },
+            ),
+            (
+                "refill_wait_us",
+                Settings {
+                    refill_wait_us: too_long,
+                    ..base()
+                },
+            ),
+        ] {
+            let e = settings.validate().unwrap_err();
+            assert!(e.to_string().contains(field), "{field}: {e}");
         }
-        .validate()
-        .unwrap_err();
-        assert!(e.to_string().contains("contributor_wait_us"), "{e}");
-    }
-
-    #[test]
-    fn a_unanimity_wait_above_one_second_is_refused() {
-        let e = Settings {
-            unanimity_wait_us: Some(2_000_000),
-            ..base()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.to_string().contains("unanimity_wait_us"), "{e}");
     }
 
     #[test]

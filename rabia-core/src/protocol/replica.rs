@@ -1387,11 +1387,7 @@ impl Replica {
                 // (Recovered records carry token 0: already durable. Without
                 // a record of it at all, which should not happen, wait for
                 // everything issued so far.)
-                let own_proposal = inst
-                    .sent
-                    .iter()
-                    .find_map(|(token, m)| matches!(m, Message::Proposal { .. }).then_some(*token))
-                    .unwrap_or(last_token);
+                let own_proposal = inst.own_proposal_token().unwrap_or(last_token);
                 self.last_progress = now;
                 self.metrics.unanimous_slots += 1;
                 self.record_phases(Phase::FIRST);
@@ -2036,14 +2032,9 @@ fn waits_for_unanimity(
         }
         return false;
     }
-    let mut values = inst.proposals.values();
-    let agree = values
-        .next()
-        .is_some_and(|first| values.all(|v| v == first));
+    let agree = inst.agreed_proposal().is_some();
     let own_durable = inst
-        .sent
-        .iter()
-        .find_map(|(token, m)| matches!(m, Message::Proposal { .. }).then_some(*token))
+        .own_proposal_token()
         .is_some_and(|token| token <= durable_token);
     if !agree || !own_durable {
         // No longer worth waiting (a proposal that disagrees arrived): end

@@ -161,9 +161,23 @@ impl SlotInstance {
         if n == 0 || self.proposals.len() < n {
             return None;
         }
+        self.agreed_proposal()
+    }
+
+    /// The value of every proposal received so far, if there is at least
+    /// one and they all agree.
+    pub(crate) fn agreed_proposal(&self) -> Option<&ValueId> {
         let mut values = self.proposals.values();
         let first = values.next()?;
         values.all(|v| v == first).then_some(first)
+    }
+
+    /// The persist token of this replica's own Proposal record, if it
+    /// proposed in this incarnation or recovered one (token 0: durable).
+    pub(crate) fn own_proposal_token(&self) -> Option<u64> {
+        self.sent
+            .iter()
+            .find_map(|(token, m)| matches!(m, Message::Proposal { .. }).then_some(*token))
     }
 
     /// The value most peers proposed (ties: the smallest id) among those
