@@ -2019,25 +2019,22 @@ impl Replica {
 /// once it expired (or with no wait at all).
 fn waits_for_unanimity(
     inst: &SlotInstance,
-    thresholds: &crate::cluster::Thresholds,
+    thresholds: &Thresholds,
     durable_token: u64,
     now: Instant,
     state: &mut TimedWait,
     wait: Duration,
 ) -> bool {
     let received = inst.proposals.len();
-    if wait.is_zero() || received < thresholds.quorum || received >= thresholds.n {
-        if matches!(state, TimedWait::Until(_)) {
-            *state = TimedWait::Expired;
-        }
-        return false;
-    }
-    let agree = inst.agreed_proposal().is_some();
-    let own_durable = inst
-        .own_proposal_token()
-        .is_some_and(|token| token <= durable_token);
-    if !agree || !own_durable {
-        // No longer worth waiting (a proposal that disagrees arrived): end
+    let worth_waiting = !wait.is_zero()
+        && received >= thresholds.quorum
+        && received < thresholds.n
+        && inst.agreed_proposal().is_some()
+        && inst
+            .own_proposal_token()
+            .is_some_and(|token| token <= durable_token);
+    if !worth_waiting {
+        // No longer worth it (say, a proposal that disagrees arrived): end
         // the wait for this slot, so that no deadline is left behind.
         if matches!(state, TimedWait::Until(_)) {
             *state = TimedWait::Expired;
