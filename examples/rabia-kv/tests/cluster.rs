@@ -337,6 +337,8 @@ fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
     let mut con = cluster.connect(0);
     let info: String = redis::cmd("INFO").arg("clients").query(&mut con).unwrap();
     assert!(info.contains("protocol_errors:1"), "{info}");
+    let info: String = redis::cmd("INFO").arg("rabia").query(&mut con).unwrap();
+    assert!(info.contains("unanimous_slots:"), "{info}");
     // The status behind /metrics is published periodically: wait for it.
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -348,6 +350,10 @@ fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap();
         if rejected >= 3 {
+            assert!(
+                metrics.contains("rabia_unanimous_slots_total"),
+                "the unanimity counter is exported: {metrics}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "handshakes rejected: {rejected}");
