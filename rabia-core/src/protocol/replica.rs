@@ -141,11 +141,9 @@ pub struct Replica {
     /// (`None` after ⊥ or at start: whoever has a batch opens it). See
     /// `maybe_start_slot`.
     opener: Option<NodeId>,
-    /// Until when this replica, not the opener, waits for a proposal before
-    /// it proposes what it has.
-    open_wait_until: Option<Instant>,
-    /// That wait is over for the current slot.
-    open_wait_expired: bool,
+    /// This replica's wait (it is not the opener) for a proposal before it
+    /// proposes what it has.
+    open_wait: TimedWait,
     /// When this replica is the opener: the other replicas whose batches
     /// were in the previous value and from which no new batch has arrived
     /// since (see `waits_for_contributors`).
@@ -235,8 +233,7 @@ impl Replica {
             peer_heartbeats: BTreeMap::new(),
             learner_peers: BTreeSet::new(),
             opener: None,
-            open_wait_until: None,
-            open_wait_expired: false,
+            open_wait: TimedWait::NotStarted,
             contributors_awaited: BTreeSet::new(),
             contributor_wait_until: None,
             proposed_at: None,
@@ -677,16 +674,10 @@ impl Replica {
             self.contributor_wait_until = None;
             self.maybe_start_slot(now);
         }
-        if matches!(self.unanimity_wait, TimedWait::Until(until) if now >= until) {
-            // Expired, whatever became of the slot meanwhile (`drive` then
-            // evaluates the exchange if it is still waiting).
-            self.unanimity_wait = TimedWait::Expired;
-        }
-        if self.open_wait_until.is_some_and(|until| now >= until) {
-            // Expired once and for all for this slot (a timer left in the
-            // past would fire again at once, for ever).
-            self.open_wait_until = None;
-            self.open_wait_expired = true;
+        // Expired whatever became of the slot meanwhile (`drive` then
+        // evaluates the exchange if it is still waiting).
+        self.unanimity_wait.expire_if_due(now);
+        if self.open_wait.expire_if_due(now) {
             self.maybe_start_slot(now);
         }
         self.drive(now);
@@ -706,14 +697,8 @@ impl Replica {
             Some(until) => timers.min(until),
             None => timers,
         };
-        let timers = match self.unanimity_wait {
-            TimedWait::Until(until) => timers.min(until),
-            TimedWait::NotStarted | TimedWait::Expired => timers,
-        };
-        Some(match self.open_wait_until {
-            Some(until) => timers.min(until),
-            None => timers,
-        })
+        let waits = [self.unanimity_wait.deadline(), self.open_wait.deadline()];
+        Some(waits.into_iter().flatten().fold(timers, Instant::min))
     }
 
     // ---------------------------------------------------------- observability
@@ -1234,7 +1219,7 @@ impl Replica {
         let Some(value) = self.choose_proposal(slot) else {
             return;
         };
-        self.open_wait_until = None;
+        self.open_wait.cancel();
         self.contributors_awaited.clear();
         self.contributor_wait_until = None;
         self.proposed_at = Some(now);
@@ -1264,26 +1249,10 @@ impl Replica {
             return false;
         };
         let wait = self.config.opener_wait;
-        if opener == self.me
-            || wait.is_zero()
-            || self.open_wait_expired
-            || self.learner_peers.contains(&opener)
-        {
+        if opener == self.me || wait.is_zero() || self.learner_peers.contains(&opener) {
             return false;
         }
-        match self.open_wait_until {
-            None => {
-                self.open_wait_until = Some(now + wait);
-                true
-            }
-            Some(until) => {
-                if now >= until {
-                    self.open_wait_until = None;
-                    self.open_wait_expired = true;
-                }
-                now < until
-            }
-        }
+        self.open_wait.poll(now, wait)
     }
 
     /// Whether this replica, the opener of the current slot, should wait a
@@ -1673,8 +1642,7 @@ impl Replica {
         self.next_slot = slot.next();
         self.last_progress = now;
         self.opener = value_opener;
-        self.open_wait_until = None;
-        self.open_wait_expired = false;
+        self.open_wait = TimedWait::NotStarted;
         if let Some(at) = self.proposed_at.take() {
             self.last_slot_time = Some(now.saturating_duration_since(at));
         }
@@ -2036,33 +2004,73 @@ fn waits_for_unanimity(
     if !worth_waiting {
         // No longer worth it (say, a proposal that disagrees arrived): end
         // the wait for this slot, so that no deadline is left behind.
-        if matches!(state, TimedWait::Until(_)) {
-            *state = TimedWait::Expired;
-        }
+        state.cancel_for_slot();
         return false;
     }
-    match *state {
-        TimedWait::Expired => false,
-        TimedWait::NotStarted => {
-            *state = TimedWait::Until(now + wait);
-            true
-        }
-        TimedWait::Until(until) if now < until => true,
-        TimedWait::Until(_) => {
-            // Expired once and for all for this slot (a deadline left in
-            // the past would wake the driver again at once, for ever).
-            *state = TimedWait::Expired;
-            false
-        }
-    }
+    state.poll(now, wait)
 }
 
-/// A bounded wait that happens at most once per slot.
+/// A bounded wait that happens at most once per slot. Once over it stays
+/// over until the next slot resets it: a deadline left in the past would
+/// wake the driver again at once, for ever.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TimedWait {
     NotStarted,
     Until(Instant),
     Expired,
+}
+
+impl TimedWait {
+    /// Whether to keep waiting: starts the wait (for `wait`) on first use,
+    /// and ends it for the slot once `now` reaches the deadline.
+    fn poll(&mut self, now: Instant, wait: Duration) -> bool {
+        match *self {
+            TimedWait::Expired => false,
+            TimedWait::NotStarted => {
+                *self = TimedWait::Until(now + wait);
+                true
+            }
+            TimedWait::Until(until) if now < until => true,
+            TimedWait::Until(_) => {
+                *self = TimedWait::Expired;
+                false
+            }
+        }
+    }
+
+    /// Ends a running wait for the slot if its deadline has come; true if
+    /// it did.
+    fn expire_if_due(&mut self, now: Instant) -> bool {
+        match *self {
+            TimedWait::Until(until) if now >= until => {
+                *self = TimedWait::Expired;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a running wait for the slot (it is no longer needed).
+    fn cancel_for_slot(&mut self) {
+        if matches!(self, TimedWait::Until(_)) {
+            *self = TimedWait::Expired;
+        }
+    }
+
+    /// Drops a running wait's deadline without ending the wait for good
+    /// (the slot started, so the wait is never asked again).
+    fn cancel(&mut self) {
+        if matches!(self, TimedWait::Until(_)) {
+            *self = TimedWait::NotStarted;
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match *self {
+            TimedWait::Until(until) => Some(until),
+            TimedWait::NotStarted | TimedWait::Expired => None,
+        }
+    }
 }
 
 /// Own batches a learner forwards again per retransmit interval.
