@@ -99,6 +99,7 @@ fn message() -> impl Strategy<Value = Message> {
         )
             .prop_map(|(slot, candidate)| Message::ProposalRequest { slot, candidate }),
         (slot(), batch_list()).prop_map(|(slot, value)| Message::ProposalReply { slot, value }),
+        (slot(), batch_list()).prop_map(|(slot, value)| Message::Opening { slot, value }),
         slot().prop_map(|from| Message::CatchUpRequest { from }),
         (
             proptest::collection::vec((slot(), value()), 0..4),
@@ -161,7 +162,7 @@ proptest! {
         let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
         let cluster = ClusterConfig::try_new(ids[0], ids.clone()).unwrap();
         let mut replica =
-            Replica::new(ReplicaConfig::default(), cluster, RecoveredState::fresh(0), Instant::ZERO, 1).unwrap();
+            Replica::new(ReplicaConfig { announce_opening: true, ..ReplicaConfig::default() }, cluster, RecoveredState::fresh(0), Instant::ZERO, 1).unwrap();
         let mut now = Instant::ZERO;
         let mut issued = 0u64;
         let mut durable = 0u64;

@@ -1336,3 +1336,110 @@ fn a_snapshot_installed_during_the_unanimity_wait_ends_it() {
         "no deadline left in the past"
     );
 }
+
+// ------------------------------------------------------ announcing the opening
+
+fn announcing() -> ReplicaConfig {
+    ReplicaConfig {
+        announce_opening: true,
+        ..ReplicaConfig::default()
+    }
+}
+
+/// The `Opening`s queued for replica `to`.
+fn openings_queued_for(net: &Net, to: usize) -> usize {
+    net.inbox
+        .iter()
+        .filter(|(j, _, e)| *j == to && matches!(e.message, Message::Opening { .. }))
+        .count()
+}
+
+/// The value ids of the Proposals replica `i` recorded for `slot`.
+fn proposal_ids(net: &Net, i: usize, slot: Slot) -> Vec<rabia_core::ValueId> {
+    net.persisted[i]
+        .iter()
+        .filter_map(|r| match r {
+            PersistRecord::Sent {
+                slot: s,
+                message: Message::Proposal { value, .. },
+            } if *s == slot => Some(value.id().clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// With `announce_opening`, the opener's value reaches the others at once,
+/// while its own Proposal still waits for its record: the followers write
+/// their copies in parallel with the opener's write, and the slot is
+/// unanimous as before.
+#[test]
+fn an_announced_opening_lets_the_followers_write_their_copies_meanwhile() {
+    let mut net = Net::with_config(3, announcing());
+    net.auto_persist = false;
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.collect(0);
+    assert_eq!(net.unpersisted[0].len(), 1, "the opener's Proposal record");
+    for j in 1..3 {
+        assert_eq!(openings_queued_for(&net, j), 1, "replica {j}");
+    }
+    assert!(
+        !net.inbox
+            .iter()
+            .any(|(_, _, e)| matches!(e.message, Message::Proposal { .. })),
+        "no Proposal before its record is durable"
+    );
+    net.deliver_to(1);
+    net.deliver_to(2);
+    let opened = proposal_ids(&net, 0, Slot::ZERO);
+    for i in 1..3 {
+        assert_eq!(
+            proposal_ids(&net, i, Slot::ZERO),
+            opened,
+            "replica {i} copied the announced value before the opener's record was durable"
+        );
+    }
+    net.auto_persist = true;
+    for i in 0..3 {
+        let pending = net.unpersisted[i].len();
+        net.persist_first(i, pending);
+    }
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+        assert_eq!(net.replicas[i].metrics().unanimous_slots, 1, "replica {i}");
+    }
+}
+
+/// An `Opening` is a hint, never a proposal: a replica that copied an
+/// announced value and holds no other Proposal has one proposal (its own),
+/// short of the n − f = 2 it needs before it may send a State.
+#[test]
+fn an_opening_is_never_counted_as_a_proposal() {
+    let mut net = Net::with_config(3, announcing());
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.collect(0);
+    // Replica 1 gets only the Opening: the opener's Proposal is lost.
+    net.inbox
+        .retain(|(j, _, e)| *j == 1 && matches!(e.message, Message::Opening { .. }));
+    net.deliver_to(1);
+    assert_eq!(
+        proposal_ids(&net, 1, Slot::ZERO),
+        proposal_ids(&net, 0, Slot::ZERO),
+        "replica 1 proposed the announced value"
+    );
+    assert_eq!(rounds_sent(&net, 1, Slot::ZERO), 0, "and sent no State");
+    assert_eq!(net.replicas[1].metrics().slots_decided, 0);
+}
+
+/// The core's default is off (the engine turns it on with durable
+/// storage, where a Proposal waits for its sync): then no `Opening` goes
+/// out.
+#[test]
+fn openers_announce_only_when_configured() {
+    let mut net = Net::new(3);
+    net.auto_persist = false;
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    net.collect(0);
+    assert!(!ReplicaConfig::default().announce_opening);
+    assert_eq!(openings_queued_for(&net, 1), 0);
+}

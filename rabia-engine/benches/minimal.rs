@@ -161,6 +161,9 @@ fn engine_for(id: NodeId, ids: &[NodeId], network: &InMemoryNetwork) -> RabiaEng
     if let Ok(us) = std::env::var("RABIA_BENCH_UNANIMITY_WAIT_US") {
         config.unanimity_wait = Duration::from_micros(us.parse().unwrap());
     }
+    if let Ok(on) = std::env::var("RABIA_BENCH_ANNOUNCE_OPENING") {
+        config.announce_opening = on != "0";
+    }
     let engine = if std::env::var("RABIA_BENCH_FILE").is_ok() {
         // A fresh data directory per replica and run; fdatasync on every
         // group commit (SyncPolicy::Always).

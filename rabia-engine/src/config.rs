@@ -112,6 +112,15 @@ pub struct RabiaConfig {
     /// slot took. Zero: operations go out one batch at a time as they
     /// come. A throughput hint, never needed for safety.
     pub refill_wait: Duration,
+    /// With durable storage, a node that opens a slot with its own
+    /// operations also sends the value at once in an `Opening` message,
+    /// ahead of its Proposal (which waits for its disk sync), so that the
+    /// other nodes copy it and write their own proposals in parallel: one
+    /// disk sync less on a slot's path. Never counted as a proposal, so
+    /// never needed for safety (docs/protocol.md, "Announcing the
+    /// opening"). Ignored with in-memory storage, where a Proposal does
+    /// not wait.
+    pub announce_opening: bool,
 }
 
 impl Default for RabiaConfig {
@@ -139,6 +148,7 @@ impl Default for RabiaConfig {
             contributor_wait: Duration::from_micros(200),
             unanimity_wait: Duration::from_micros(200),
             refill_wait: Duration::from_micros(500),
+            announce_opening: true,
         }
     }
 }
@@ -224,6 +234,7 @@ impl RabiaConfig {
             opener_wait: self.opener_wait,
             contributor_wait: self.contributor_wait,
             unanimity_wait: self.unanimity_wait,
+            announce_opening: self.announce_opening,
             ..ReplicaConfig::default()
         }
     }

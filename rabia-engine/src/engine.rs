@@ -204,7 +204,9 @@ impl<SM: StateMachine + 'static> RabiaEngine<SM> {
         }
         let recovered = self.persistence.recover().await?;
         let mut sessions = SessionTable::new(self.config.session_window, self.config.max_sessions);
-        let replica_config = self.config.replica_config();
+        let mut replica_config = self.config.replica_config();
+        // Announcing only pays where a Proposal waits for a disk sync.
+        replica_config.announce_opening &= !self.persistence.is_volatile();
         let mut filter = DecidedFilter::new(
             replica_config.filter_sparse_max,
             replica_config.filter_incarnations_max,

@@ -115,6 +115,9 @@ pub struct Settings {
     /// How long a node whose proposal is durable waits, at most, for the
     /// last nodes' proposals before it sends its State, in µs.
     pub unanimity_wait_us: Option<u64>,
+    /// With file persistence, whether the node opening a slot sends the
+    /// value ahead of its Proposal (default true).
+    pub announce_opening: Option<bool>,
     /// How long a node that just answered its clients waits, at most, for
     /// their next operations before it opens or contributes to the next
     /// slot, in µs.
@@ -154,6 +157,7 @@ impl Settings {
             opener_wait_ms: over.opener_wait_ms.or(self.opener_wait_ms),
             contributor_wait_us: over.contributor_wait_us.or(self.contributor_wait_us),
             unanimity_wait_us: over.unanimity_wait_us.or(self.unanimity_wait_us),
+            announce_opening: over.announce_opening.or(self.announce_opening),
             refill_wait_us: over.refill_wait_us.or(self.refill_wait_us),
             rejoin: over.rejoin.or(self.rejoin),
         }
@@ -263,6 +267,7 @@ impl Settings {
             contributor_wait,
             unanimity_wait,
             refill_wait,
+            announce_opening: self.announce_opening.unwrap_or(true),
             rejoin,
         })
     }
@@ -338,6 +343,9 @@ pub struct NodeConfig {
     pub unanimity_wait: Duration,
     /// Longest wait of a node for its answered clients' next operations.
     pub refill_wait: Duration,
+    /// Whether the node opening a slot sends the value ahead of its
+    /// Proposal (file persistence only).
+    pub announce_opening: bool,
     /// An empty store replaces a node that lost its data: it learns how
     /// far its predecessor went before it takes part.
     pub rejoin: bool,
@@ -493,7 +501,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\nunanimity_wait_us = 80\nrefill_wait_us = 700\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
+            "id = 2\nresp = \"127.0.0.1:6382\"\npersistence = \"memory\"\nopener_wait_ms = 25\ncontributor_wait_us = 50\nunanimity_wait_us = 80\nrefill_wait_us = 700\nannounce_opening = false\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n",
         )
         .unwrap();
         let file = Settings::from_file(&path).unwrap();
@@ -510,6 +518,8 @@ mod tests {
         assert_eq!(c.contributor_wait, Duration::from_micros(50));
         assert_eq!(c.unanimity_wait, Duration::from_micros(80));
         assert_eq!(c.refill_wait, Duration::from_micros(700));
+        assert!(!c.announce_opening);
+        assert!(!crate::node::engine_config(&c).announce_opening);
         assert_eq!(
             crate::node::engine_config(&c).refill_wait,
             Duration::from_micros(700)

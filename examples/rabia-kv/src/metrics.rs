@@ -104,6 +104,12 @@ pub fn render(shared: &Shared) -> String {
     );
     counter(
         &mut r,
+        "rabia_openings_sent",
+        "Slot values announced ahead of this node's Proposal (file persistence)",
+        p.openings_sent,
+    );
+    counter(
+        &mut r,
         "rabia_phases",
         "Phases run over all slots decided by the protocol",
         p.phases_total,

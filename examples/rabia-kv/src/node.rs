@@ -82,6 +82,7 @@ pub fn engine_config(config: &NodeConfig) -> RabiaConfig {
         contributor_wait: config.contributor_wait,
         unanimity_wait: config.unanimity_wait,
         refill_wait: config.refill_wait,
+        announce_opening: config.announce_opening,
         empty_store: if config.rejoin {
             rabia_engine::EmptyStore::Rejoin
         } else {

@@ -354,6 +354,15 @@ fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
                 metrics.contains("rabia_unanimous_slots_total"),
                 "the unanimity counter is exported: {metrics}"
             );
+            // This node took every write and opened slots with them; with
+            // file persistence it announces each value ahead of its
+            // Proposal.
+            let openings = metrics
+                .lines()
+                .find(|l| l.starts_with("rabia_openings_sent_total"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok());
+            assert!(openings.is_some_and(|n| n > 0), "{metrics}");
             break;
         }
         assert!(Instant::now() < deadline, "handshakes rejected: {rejected}");

@@ -71,6 +71,12 @@ pub struct ReplicaConfig {
     /// held. Off by default: a driver that never releases would leave
     /// opening slots to its peers.
     pub hold_opening_after_decision: bool,
+    /// When this replica opens a slot with its own queue, also send the
+    /// value at once in an `Opening` message, ahead of its `Proposal`
+    /// (which waits until its record is durable), so that the others copy
+    /// it and write their own proposals in parallel with its write. Worth
+    /// it with durable storage; one broadcast more per slot without.
+    pub announce_opening: bool,
     /// Out-of-order entries the decided-batch filter keeps per stream.
     pub filter_sparse_max: usize,
     /// Incarnations per origin the decided-batch filter keeps.
@@ -100,6 +106,7 @@ impl Default for ReplicaConfig {
             contributor_wait: Duration::from_micros(200),
             unanimity_wait: Duration::from_micros(200),
             hold_opening_after_decision: false,
+            announce_opening: false,
             filter_sparse_max: 4096,
             filter_incarnations_max: 8,
             #[cfg(feature = "mutations")]

@@ -132,6 +132,15 @@ pub enum Message {
         /// were sent after it started. 0 otherwise.
         probe: u64,
     },
+    /// The value a replica is about to propose for `slot`, sent before its
+    /// `Proposal` is durable. Never counted as a proposal: a hint the
+    /// others may copy (`ReplicaConfig::announce_opening`).
+    Opening {
+        /// The slot.
+        slot: Slot,
+        /// The value.
+        value: BatchList,
+    },
 }
 
 impl Message {
@@ -143,7 +152,8 @@ impl Message {
             | Message::Vote { slot, .. }
             | Message::Decision { slot, .. }
             | Message::ProposalRequest { slot, .. }
-            | Message::ProposalReply { slot, .. } => Some(*slot),
+            | Message::ProposalReply { slot, .. }
+            | Message::Opening { slot, .. } => Some(*slot),
             Message::Forward { .. }
             | Message::CatchUpRequest { .. }
             | Message::CatchUpReply { .. }
@@ -168,6 +178,7 @@ impl Message {
             Message::SnapshotRequest => "snapshot_request",
             Message::SnapshotChunk { .. } => "snapshot_chunk",
             Message::Heartbeat { .. } => "heartbeat",
+            Message::Opening { .. } => "opening",
         }
     }
 }

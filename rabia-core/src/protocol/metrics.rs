@@ -56,6 +56,9 @@ pub struct ReplicaMetrics {
     /// every pending batch, so this over `proposals_sent` is the batches
     /// per proposal).
     pub proposed_batches: u64,
+    /// Values this replica announced ahead of its Proposal (`Opening`,
+    /// `ReplicaConfig::announce_opening`).
+    pub openings_sent: u64,
     /// Times this replica re-sent its messages for a stalled slot.
     pub retransmits: u64,
     /// Own batches forwarded again because they were still pending a

@@ -537,6 +537,7 @@ impl Replica {
                 self.on_proposal_request(now, from, slot, candidate)
             }
             Message::ProposalReply { slot, value } => self.on_proposal_reply(now, slot, value),
+            Message::Opening { slot, value } => self.on_opening(now, slot, value),
             Message::CatchUpRequest { from: first } => {
                 if !self.recently_served(from, Served::CatchUp(first), now) {
                     self.on_catch_up_request(from, first);
@@ -834,9 +835,9 @@ impl Replica {
     fn is_well_formed(&self, message: &Message) -> bool {
         match message {
             Message::Forward { batch } => self.batch_is_acceptable(batch),
-            Message::Proposal { value, .. } | Message::ProposalReply { value, .. } => {
-                self.value_is_acceptable(value)
-            }
+            Message::Proposal { value, .. }
+            | Message::ProposalReply { value, .. }
+            | Message::Opening { value, .. } => self.value_is_acceptable(value),
             Message::State { phase, .. } | Message::Vote { phase, .. } => *phase >= Phase::FIRST,
             Message::Decision { value, .. } => match value {
                 SlotValue::Null => true,
@@ -932,6 +933,24 @@ impl Replica {
                 false
             }
         }
+    }
+
+    /// A peer announced the value it is about to propose for `slot`: keep
+    /// it for the slot (a replica that has not proposed there yet copies
+    /// it) and queue its batches. Only a hint: never counted as a proposal.
+    fn on_opening(&mut self, now: Instant, slot: Slot, value: BatchList) {
+        if slot < self.next_slot {
+            return;
+        }
+        for batch in value.batches() {
+            self.insert_pending(batch.clone());
+        }
+        if let Some(inst) = self.instance_in_window(slot) {
+            if inst.announced.is_none() {
+                inst.announced = Some(value);
+            }
+        }
+        self.maybe_start_slot(now);
     }
 
     fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, value: BatchList) {
@@ -1209,7 +1228,7 @@ impl Replica {
         let peers_proposed = self
             .slots
             .get(&slot)
-            .is_some_and(|inst| !inst.proposals.is_empty());
+            .is_some_and(|inst| !inst.proposals.is_empty() || inst.announced.is_some());
         if !peers_proposed && (self.opening_held || self.waits_for_opener(now)) {
             return;
         }
@@ -1230,6 +1249,18 @@ impl Replica {
         self.metrics.proposals_sent += 1;
         self.metrics.proposed_batches += value.len() as u64;
         self.last_progress = now;
+        if self.config.announce_opening && !peers_proposed {
+            // Opening the slot with this replica's own queue: the others
+            // may copy the value now rather than once this replica's
+            // Proposal record is durable, and write theirs meanwhile.
+            self.metrics.openings_sent += 1;
+            self.emit_now(Action::Broadcast {
+                envelope: self.envelope(Message::Opening {
+                    slot,
+                    value: value.clone(),
+                }),
+            });
+        }
         self.send_protocol(slot, Message::Proposal { slot, value });
     }
 
@@ -1294,8 +1325,11 @@ impl Replica {
     fn choose_proposal(&mut self, slot: Slot) -> Option<BatchList> {
         let filter = &self.filter;
         if let Some(inst) = self.slots.get(&slot) {
-            let copied =
-                inst.most_proposed(|value| !value.batches().iter().any(|b| filter.contains(&b.id)));
+            let usable =
+                |value: &BatchList| !value.batches().iter().any(|b| filter.contains(&b.id));
+            let copied = inst
+                .most_proposed(usable)
+                .or_else(|| inst.announced.clone().filter(|value| usable(value)));
             if copied.is_some() {
                 return copied;
             }

@@ -66,6 +66,8 @@ pub(crate) struct SlotInstance {
     pub(crate) restored_proposal: Option<BatchList>,
     /// Highest phase for which any message has been received.
     pub(crate) highest_phase_seen: Phase,
+    /// A value a peer announced it is about to propose (`Opening`).
+    pub(crate) announced: Option<BatchList>,
 }
 
 impl SlotInstance {
@@ -82,6 +84,7 @@ impl SlotInstance {
             restored_votes: BTreeMap::new(),
             restored_proposal: None,
             highest_phase_seen: Phase::EXCHANGE,
+            announced: None,
         }
     }
 

@@ -7,7 +7,7 @@ use crate::protocol::message::Envelope;
 use bincode::Options;
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// The default maximum frame size (16 MiB).
 pub const DEFAULT_FRAME_BYTES_MAX: usize = 16 << 20;
@@ -124,6 +124,10 @@ mod tests {
                 candidate: None,
             },
             Message::ProposalReply {
+                slot: Slot(3),
+                value: pair.clone(),
+            },
+            Message::Opening {
                 slot: Slot(3),
                 value: pair,
             },

@@ -153,6 +153,9 @@ impl SimConfig {
                 1 => Duration::from_millis(5),
                 _ => ReplicaConfig::default().unanimity_wait,
             },
+            // Openers announce their value ahead of their Proposal on half
+            // the seeds (two in every four).
+            announce_opening: seed % 4 >= 2,
             ..ReplicaConfig::default()
         };
         SimConfig {
@@ -212,6 +215,9 @@ pub struct SimStats {
     pub slots_by_protocol: u64,
     /// Of those, decided because every member proposed the same value.
     pub unanimous_slots: u64,
+    /// Values announced ahead of a Proposal (`Opening`), by the replicas
+    /// running at the end.
+    pub openings_sent: u64,
     /// Phases those took, summed.
     pub phases_total: u64,
     /// The most phases any slot took at any replica.
@@ -252,6 +258,7 @@ impl SimStats {
         self.null_slots += other.null_slots;
         self.slots_by_protocol += other.slots_by_protocol;
         self.unanimous_slots += other.unanimous_slots;
+        self.openings_sent += other.openings_sent;
         self.phases_total += other.phases_total;
         self.phases_max = self.phases_max.max(other.phases_max);
         self.operations_acknowledged += other.operations_acknowledged;
@@ -1325,6 +1332,7 @@ impl World {
                 let m = replica.metrics();
                 self.stats.slots_by_protocol += m.slots_decided_by_protocol;
                 self.stats.unanimous_slots += m.unanimous_slots;
+                self.stats.openings_sent += m.openings_sent;
                 self.stats.phases_total += m.phases_total;
                 self.stats.phases_max = self.stats.phases_max.max(m.phases_max);
             }
