@@ -119,7 +119,9 @@ pub struct RabiaConfig {
     /// disk sync less on a slot's path. Never counted as a proposal, so
     /// never needed for safety (docs/protocol.md, "Announcing the
     /// opening"). Ignored with in-memory storage, where a Proposal does
-    /// not wait.
+    /// not wait. Measured 1.55× the durable throughput with each engine on
+    /// its own runtime, but 5–20 % slower with several durable engines
+    /// sharing one runtime (an in-process cluster): turn it off there.
     pub announce_opening: bool,
 }
 
