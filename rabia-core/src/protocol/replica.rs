@@ -951,6 +951,8 @@ impl Replica {
             }
         }
         self.maybe_start_slot(now);
+        // A slot that decided 1 may have been waiting for these payloads.
+        self.try_resolve_value(now);
     }
 
     fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, value: BatchList) {
