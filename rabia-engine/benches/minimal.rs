@@ -222,6 +222,13 @@ fn summarize(
             "batches per proposal {:.2}",
             proposed as f64 / proposals.max(1) as f64
         );
+        for st in status.iter() {
+            let p = &st.protocol;
+            eprintln!(
+                "node: decided {} by_protocol {} unanimous {} adopted {} proposals {} retransmits {} value_fetches {} dropped {:?}",
+                p.slots_decided, p.slots_decided_by_protocol, p.unanimous_slots, p.decisions_adopted, p.proposals_sent, p.retransmits, p.value_fetches, p.dropped
+            );
+        }
     }
     let summary = latency.summary();
     RunResult {
