@@ -295,9 +295,13 @@ impl Driver {
                     });
                 }
                 progressed = self.apply_progress.changed(), if self.replica.opening_held()
-                    && self.replica.pending_len() > 0 => {
+                    && (self.replica.pending_len() > 0 || !self.batcher.is_empty()) => {
                     // A slot was applied and its clients answered: their
-                    // next operations come now.
+                    // next operations come now. (Operations gathered while
+                    // the opening is held wait in the batcher, not in the
+                    // replica: without them here the hold would be released
+                    // only by the next unrelated event, such as a timer or
+                    // a durable record.)
                     if progressed.is_ok() {
                         self.apply_progress.borrow_and_update();
                         self.gather_before_idle_flush().await;
