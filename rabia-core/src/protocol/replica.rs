@@ -942,9 +942,7 @@ impl Replica {
         if slot < self.next_slot {
             return;
         }
-        for batch in value.batches() {
-            self.insert_pending(batch.clone());
-        }
+        self.queue_batches_of(&value);
         if let Some(inst) = self.instance_in_window(slot) {
             if inst.announced.is_none() {
                 inst.announced = Some(value);
@@ -953,6 +951,16 @@ impl Replica {
         self.maybe_start_slot(now);
         // A slot that decided 1 may have been waiting for these payloads.
         self.try_resolve_value(now);
+    }
+
+    /// Puts every batch of a peer's value into the pending queue; true if
+    /// any was not there before.
+    fn queue_batches_of(&mut self, value: &BatchList) -> bool {
+        let mut added = false;
+        for batch in value.batches() {
+            added |= self.insert_pending(batch.clone());
+        }
+        added
     }
 
     fn on_proposal(&mut self, now: Instant, from: NodeId, slot: Slot, value: BatchList) {
@@ -969,10 +977,7 @@ impl Replica {
         }
         // Orphan adoption: every proposed batch enters our queue, whatever
         // its slot.
-        let mut added = false;
-        for batch in value.batches() {
-            added |= self.insert_pending(batch.clone());
-        }
+        let added = self.queue_batches_of(&value);
         if slot < self.next_slot {
             self.metrics.dropped.stale += 1;
             self.reply_decision(now, from, slot, Phase::EXCHANGE);
