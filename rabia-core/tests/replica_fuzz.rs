@@ -100,6 +100,11 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(slot, candidate)| Message::ProposalRequest { slot, candidate }),
         (slot(), batch_list()).prop_map(|(slot, value)| Message::ProposalReply { slot, value }),
         (slot(), batch_list()).prop_map(|(slot, value)| Message::Opening { slot, value }),
+        (slot(), batch_list()).prop_map(|(slot, value)| Message::ProposalRef {
+            slot,
+            value: value.id().clone()
+        }),
+        slot().prop_map(|slot| Message::ProposalFetch { slot }),
         slot().prop_map(|from| Message::CatchUpRequest { from }),
         (
             proptest::collection::vec((slot(), value()), 0..4),
@@ -207,6 +212,17 @@ proptest! {
                         // issued before them is durable.
                         if matches!(envelope.message, Message::Proposal { .. } | Message::State { .. } | Message::Vote { .. }) {
                             let record = sent_records.iter().find(|(m, _)| *m == envelope.message);
+                            let Some((_, token)) = record else {
+                                return Err(TestCaseError::fail(format!("{:?} sent without a record", envelope.message)));
+                            };
+                            prop_assert!(*token <= durable, "{:?} left before its record was durable", envelope.message);
+                        }
+                        // A Proposal by reference names a recorded, durable
+                        // Proposal of the same slot and value.
+                        if let Message::ProposalRef { slot, value } = &envelope.message {
+                            let record = sent_records.iter().find(|(m, _)| {
+                                matches!(m, Message::Proposal { slot: s, value: v } if s == slot && v.id() == value)
+                            });
                             let Some((_, token)) = record else {
                                 return Err(TestCaseError::fail(format!("{:?} sent without a record", envelope.message)));
                             };

@@ -1443,3 +1443,180 @@ fn openers_announce_only_when_configured() {
     assert!(!ReplicaConfig::default().announce_opening);
     assert_eq!(openings_queued_for(&net, 1), 0);
 }
+
+// ------------------------------------------------- proposals by reference
+
+/// Routes messages until nothing moves, returning the kind of every
+/// message delivered, in order.
+fn settle_counting(net: &mut Net) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    loop {
+        for i in 0..net.replicas.len() {
+            net.collect(i);
+        }
+        let Some((to, from, envelope)) = net.inbox.pop_front() else {
+            return kinds;
+        };
+        kinds.push(envelope.message.kind());
+        let from_id = net.ids[from];
+        net.replicas[to].handle_message(net.now, from_id, envelope);
+    }
+}
+
+fn count(kinds: &[&str], kind: &str) -> usize {
+    kinds.iter().filter(|k| **k == kind).count()
+}
+
+/// With the opening announced, the payloads travel once per slot, in the
+/// `Opening`: every Proposal (the opener's and the copies) names the value
+/// by its batch ids, and the slot is still decided on the proposals alone.
+#[test]
+fn announced_payloads_cross_the_network_once() {
+    let mut net = Net::with_config(3, announcing());
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    let kinds = settle_counting(&mut net);
+    assert_eq!(count(&kinds, "opening"), 2, "{kinds:?}");
+    assert_eq!(count(&kinds, "proposal"), 0, "{kinds:?}");
+    assert_eq!(count(&kinds, "proposal_ref"), 6, "{kinds:?}");
+    assert_eq!(count(&kinds, "proposal_fetch"), 0, "{kinds:?}");
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+        let m = net.replicas[i].metrics();
+        assert_eq!(m.unanimous_slots, 1, "replica {i}");
+        assert_eq!(m.proposals_by_reference, 1, "replica {i}");
+    }
+    // The records keep the payloads: a restart re-sends them in full.
+    for i in 0..3 {
+        assert_eq!(proposal_ids(&net, i, Slot::ZERO).len(), 1, "replica {i}");
+    }
+}
+
+/// Without an announcement the opener's Proposal carries the payloads and
+/// the replicas that copy it propose by reference.
+#[test]
+fn copies_of_a_peer_value_are_proposed_by_reference() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 10, op("x")).unwrap();
+    let kinds = settle_counting(&mut net);
+    assert_eq!(count(&kinds, "proposal"), 2, "{kinds:?}");
+    assert_eq!(count(&kinds, "proposal_ref"), 4, "{kinds:?}");
+    assert_eq!(net.replicas[0].metrics().proposals_by_reference, 0);
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+    }
+    for i in 1..3 {
+        assert_eq!(net.replicas[i].metrics().proposals_by_reference, 1);
+    }
+}
+
+/// A replica that missed the broadcast carrying a value's payloads and gets
+/// a Proposal naming it by reference asks the sender for it at once, and
+/// counts it when the full Proposal comes back.
+#[test]
+fn a_proposal_by_reference_without_its_payloads_is_fetched() {
+    let mut net = Net::new(3);
+    // Replica 3 never hears from replica 1: not its Forward, not its
+    // Proposal (with the payloads).
+    net.cut = vec![(0, 2)];
+    net.replicas[0].submit(net.now, 1, op("x")).unwrap();
+    let kinds = settle_counting(&mut net);
+    assert_eq!(count(&kinds, "proposal_fetch"), 1, "{kinds:?}");
+    assert_eq!(net.replicas[2].metrics().proposal_fetches, 1);
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+    }
+    // Replica 3 counted replica 2's proposal and proposed the same value.
+    assert_eq!(
+        proposal_ids(&net, 2, Slot::ZERO),
+        proposal_ids(&net, 0, Slot::ZERO)
+    );
+}
+
+/// A Proposal by reference that arrives before the payloads (which come
+/// from another sender) is counted once they do, without a fetch answer
+/// being needed.
+#[test]
+fn a_proposal_by_reference_waits_for_payloads_from_another_sender() {
+    let mut net = Net::new(3);
+    net.replicas[0].submit(net.now, 1, op("x")).unwrap();
+    net.collect(0);
+    // Replica 2 copies first; replica 3 gets replica 2's reference before
+    // replica 1's full Proposal.
+    net.deliver_to(1);
+    net.collect(1);
+    net.deliver_from(1, 2);
+    assert_eq!(net.replicas[2].metrics().proposal_fetches, 1);
+    net.inbox
+        .retain(|(_, _, e)| e.message.kind() != "proposal_fetch");
+    net.deliver_from(0, 2);
+    assert_eq!(
+        proposal_ids(&net, 2, Slot::ZERO),
+        proposal_ids(&net, 0, Slot::ZERO),
+        "replica 3 copied the value"
+    );
+    net.settle();
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x", "replica {i}");
+        // Every replica counted all three proposals.
+        assert_eq!(net.replicas[i].metrics().unanimous_slots, 1, "replica {i}");
+    }
+}
+
+/// Retransmissions carry the payloads: a replica that missed the value's
+/// broadcast and whose fetch was lost gets it from the next
+/// retransmission, which also resolves the reference it kept.
+#[test]
+fn retransmitted_proposals_carry_their_payloads() {
+    let mut net = Net::new(3);
+    // Replica 1's Proposal (with the payloads) reaches replica 2 only.
+    net.cut = vec![(0, 2)];
+    net.replicas[0].submit(net.now, 1, op("x")).unwrap();
+    net.collect(0);
+    net.deliver_to(1);
+    net.collect(1); // replica 2 copies x: references to replicas 1 and 3
+                    // Then replica 2 falls silent and deaf; replica 3's fetch is lost.
+    net.cut = vec![(0, 1), (1, 0), (1, 2), (2, 1)];
+    net.settle();
+    assert_eq!(net.replicas[2].metrics().proposal_fetches, 1);
+    assert_eq!(
+        net.applied_joined(0),
+        "",
+        "replica 1 waits for a second State"
+    );
+    assert!(proposal_ids(&net, 2, Slot::ZERO).is_empty());
+    // Replica 1 retransmits its Proposal with the payloads: replica 3
+    // counts replica 2's kept reference and its own copy, and the slot
+    // completes without replica 2.
+    net.tick(ReplicaConfig::default().retransmit_interval);
+    assert_eq!(
+        proposal_ids(&net, 2, Slot::ZERO),
+        proposal_ids(&net, 0, Slot::ZERO)
+    );
+    assert_eq!(net.applied_joined(0), "x");
+    assert_eq!(net.applied_joined(2), "x");
+}
+
+/// A reference naming a batch of a non-member is invalid input.
+#[test]
+fn a_proposal_by_reference_naming_a_stranger_is_dropped() {
+    let mut r = replica(1, 3, member());
+    let stranger = rabia_core::BatchId {
+        origin: NodeId::from_u64(9),
+        incarnation: 1,
+        seq: 1,
+    };
+    r.handle_message(
+        Instant::ZERO,
+        NodeId::from_u64(2),
+        Envelope {
+            sender: NodeId::from_u64(2),
+            epoch: Epoch(0),
+            message: Message::ProposalRef {
+                slot: Slot::ZERO,
+                value: rabia_core::ValueId::single(stranger),
+            },
+        },
+    );
+    assert_eq!(r.metrics().dropped.invalid, 1);
+    assert!(r.poll_action().is_none());
+}

@@ -110,6 +110,18 @@ pub fn render(shared: &Shared) -> String {
     );
     counter(
         &mut r,
+        "rabia_proposals_by_reference",
+        "Proposals sent naming their value by batch ids (the peers already held the payloads)",
+        p.proposals_by_reference,
+    );
+    counter(
+        &mut r,
+        "rabia_proposal_fetches",
+        "Proposals received by reference whose payloads had to be fetched from the sender",
+        p.proposal_fetches,
+    );
+    counter(
+        &mut r,
         "rabia_phases",
         "Phases run over all slots decided by the protocol",
         p.phases_total,

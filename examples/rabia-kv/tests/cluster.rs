@@ -363,6 +363,13 @@ fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok());
             assert!(openings.is_some_and(|n| n > 0), "{metrics}");
+            // And its Proposal names the announced value by reference.
+            let by_reference = metrics
+                .lines()
+                .find(|l| l.starts_with("rabia_proposals_by_reference_total"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok());
+            assert!(by_reference.is_some_and(|n| n > 0), "{metrics}");
             break;
         }
         assert!(Instant::now() < deadline, "handshakes rejected: {rejected}");

@@ -141,6 +141,28 @@ pub enum Message {
         /// The value.
         value: BatchList,
     },
+    /// Phase 0: the sender's proposal for `slot`, naming the value by its
+    /// batch ids only. Sent instead of a [`Message::Proposal`] when the
+    /// value was already broadcast with its payloads (the sender's own
+    /// `Opening`, or the peer value the sender copied), so payloads cross
+    /// the network once per slot rather than once per proposer. Counts
+    /// exactly as the full Proposal once the receiver holds the batches; a
+    /// receiver that does not yet keeps it until they arrive, and
+    /// retransmissions always carry the payloads.
+    ProposalRef {
+        /// The slot.
+        slot: Slot,
+        /// The proposed value's identity (its batch ids, in order).
+        value: ValueId,
+    },
+    /// "Send me your Proposal for `slot` with its payloads": the sender got
+    /// it by reference without holding the batches (it missed the
+    /// broadcast that carried them). Answered with the full `Proposal`, as
+    /// a retransmission is, or with the decision if the slot is decided.
+    ProposalFetch {
+        /// The slot.
+        slot: Slot,
+    },
 }
 
 impl Message {
@@ -153,7 +175,9 @@ impl Message {
             | Message::Decision { slot, .. }
             | Message::ProposalRequest { slot, .. }
             | Message::ProposalReply { slot, .. }
-            | Message::Opening { slot, .. } => Some(*slot),
+            | Message::Opening { slot, .. }
+            | Message::ProposalRef { slot, .. }
+            | Message::ProposalFetch { slot } => Some(*slot),
             Message::Forward { .. }
             | Message::CatchUpRequest { .. }
             | Message::CatchUpReply { .. }
@@ -179,6 +203,8 @@ impl Message {
             Message::SnapshotChunk { .. } => "snapshot_chunk",
             Message::Heartbeat { .. } => "heartbeat",
             Message::Opening { .. } => "opening",
+            Message::ProposalRef { .. } => "proposal_ref",
+            Message::ProposalFetch { .. } => "proposal_fetch",
         }
     }
 }

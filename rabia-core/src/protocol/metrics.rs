@@ -59,6 +59,12 @@ pub struct ReplicaMetrics {
     /// Values this replica announced ahead of its Proposal (`Opening`,
     /// `ReplicaConfig::announce_opening`).
     pub openings_sent: u64,
+    /// Proposals this replica sent by reference (`ProposalRef`: the peers
+    /// already held the value's payloads).
+    pub proposals_by_reference: u64,
+    /// Proposals received by reference without their payloads, which this
+    /// replica then fetched from the sender (`ProposalFetch`).
+    pub proposal_fetches: u64,
     /// Times this replica re-sent its messages for a stalled slot.
     pub retransmits: u64,
     /// Own batches forwarded again because they were still pending a

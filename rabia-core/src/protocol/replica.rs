@@ -538,6 +538,8 @@ impl Replica {
             }
             Message::ProposalReply { slot, value } => self.on_proposal_reply(now, slot, value),
             Message::Opening { slot, value } => self.on_opening(now, slot, value),
+            Message::ProposalRef { slot, value } => self.on_proposal_ref(now, from, slot, value),
+            Message::ProposalFetch { slot } => self.on_proposal_fetch(now, from, slot),
             Message::CatchUpRequest { from: first } => {
                 if !self.recently_served(from, Served::CatchUp(first), now) {
                     self.on_catch_up_request(from, first);
@@ -838,6 +840,13 @@ impl Replica {
             Message::Proposal { value, .. }
             | Message::ProposalReply { value, .. }
             | Message::Opening { value, .. } => self.value_is_acceptable(value),
+            Message::ProposalRef { value, .. } => {
+                value.batch_ids().len() <= VALUE_BATCHES_MAX
+                    && value
+                        .batch_ids()
+                        .iter()
+                        .all(|id| self.cluster.contains(id.origin))
+            }
             Message::State { phase, .. } | Message::Vote { phase, .. } => *phase >= Phase::FIRST,
             Message::Decision { value, .. } => match value {
                 SlotValue::Null => true,
@@ -863,6 +872,7 @@ impl Replica {
                         .is_some_and(|end| end <= *total)
             }
             Message::ProposalRequest { .. }
+            | Message::ProposalFetch { .. }
             | Message::CatchUpRequest { .. }
             | Message::SnapshotRequest
             | Message::Heartbeat { .. } => true,
@@ -897,6 +907,7 @@ impl Replica {
 
     fn adopt_batch(&mut self, now: Instant, batch: Arc<Batch>) {
         if self.insert_pending(batch) {
+            self.resolve_proposal_refs();
             self.maybe_start_slot(now);
             // A slot that decided 1 may have been waiting for this payload.
             self.try_resolve_value(now);
@@ -948,6 +959,7 @@ impl Replica {
                 inst.announced = Some(value);
             }
         }
+        self.resolve_proposal_refs();
         self.maybe_start_slot(now);
         // A slot that decided 1 may have been waiting for these payloads.
         self.try_resolve_value(now);
@@ -967,13 +979,7 @@ impl Replica {
         // Recorded before its batches are queued, so that a replica that
         // has not proposed yet sees it and proposes the same value.
         if slot >= self.next_slot {
-            if let Some(inst) = self.instance_in_window(slot) {
-                match inst.record_proposal(from, &value) {
-                    Recorded::New => {}
-                    Recorded::Duplicate => self.metrics.dropped.duplicate += 1,
-                    Recorded::Conflict => self.metrics.dropped.conflicting += 1,
-                }
-            }
+            self.record_peer_proposal(from, slot, &value);
         }
         // Orphan adoption: every proposed batch enters our queue, whatever
         // its slot.
@@ -985,9 +991,114 @@ impl Replica {
                 return;
             }
         }
+        self.resolve_proposal_refs();
         self.maybe_start_slot(now);
         // A slot that decided 1 may have been waiting for these payloads.
         self.try_resolve_value(now);
+    }
+
+    /// Counts a peer's proposal for `slot` (not below the current slot).
+    fn record_peer_proposal(&mut self, from: NodeId, slot: Slot, value: &BatchList) {
+        if let Some(inst) = self.instance_in_window(slot) {
+            match inst.record_proposal(from, value) {
+                Recorded::New => {}
+                Recorded::Duplicate => self.metrics.dropped.duplicate += 1,
+                Recorded::Conflict => self.metrics.dropped.conflicting += 1,
+            }
+        }
+    }
+
+    /// A peer's proposal by reference: counted as the full Proposal if this
+    /// replica holds the batches it names, otherwise kept (one per sender)
+    /// until they arrive. Keeping it is only a delay of the message: until
+    /// it is counted the replica behaves as if it had not arrived.
+    fn on_proposal_ref(&mut self, now: Instant, from: NodeId, slot: Slot, id: ValueId) {
+        if slot < self.next_slot {
+            self.metrics.dropped.stale += 1;
+            self.reply_decision(now, from, slot, Phase::EXCHANGE);
+            return;
+        }
+        if let Some(value) = self.value_named(slot, &id) {
+            self.on_proposal(now, from, slot, value);
+            return;
+        }
+        let Some(inst) = self.instance_in_window(slot) else {
+            return;
+        };
+        if inst.proposals.get(from).is_some() || inst.unresolved.iter().any(|(f, _)| *f == from) {
+            self.metrics.dropped.duplicate += 1;
+            return;
+        }
+        inst.unresolved.push((from, id));
+        // It missed the broadcast that carried the payloads: ask the
+        // sender for them rather than wait for its retransmission.
+        self.metrics.proposal_fetches += 1;
+        self.emit_now(Action::Send {
+            to: from,
+            envelope: self.envelope(Message::ProposalFetch { slot }),
+        });
+    }
+
+    /// A peer holds this replica's proposal for `slot` by reference only:
+    /// send it again with its payloads (or the decision, if decided).
+    fn on_proposal_fetch(&mut self, now: Instant, from: NodeId, slot: Slot) {
+        if slot < self.next_slot {
+            // Decided: the decision serves the requester better, at once.
+            self.reply_decision(now, from, slot, Phase(u32::MAX));
+            return;
+        }
+        if self.recently_served(from, Served::Fetch(slot), now) {
+            return;
+        }
+        let Some((token, proposal)) = self.slots.get(&slot).and_then(|inst| {
+            inst.sent
+                .iter()
+                .find(|(_, m)| matches!(m, Message::Proposal { .. }))
+                .cloned()
+        }) else {
+            return;
+        };
+        let envelope = self.envelope(proposal);
+        self.emit_gated_at(token, Action::Send { to: from, envelope });
+    }
+
+    /// The payloads of the value `id` proposed for `slot`, if this replica
+    /// holds them: a proposed or announced value of the slot, or batches in
+    /// the pending queue. A batch id names one batch forever (its origin's
+    /// incarnation is part of it), so the batches found are the sender's.
+    fn value_named(&self, slot: Slot, id: &ValueId) -> Option<BatchList> {
+        if let Some(inst) = self.slots.get(&slot) {
+            if let Some(value) = inst.proposed_values.get(id) {
+                return Some(value.clone());
+            }
+            if let Some(value) = inst.announced.as_ref().filter(|a| a.id() == id) {
+                return Some(value.clone());
+            }
+        }
+        self.value_from_pending(id)
+    }
+
+    /// Counts the proposals received by reference whose batches have
+    /// arrived since.
+    fn resolve_proposal_refs(&mut self) {
+        let waiting: Vec<(Slot, NodeId, ValueId)> = self
+            .slots
+            .range(self.next_slot..)
+            .flat_map(|(slot, inst)| {
+                inst.unresolved
+                    .iter()
+                    .map(move |(from, id)| (*slot, *from, id.clone()))
+            })
+            .collect();
+        for (slot, from, id) in waiting {
+            let Some(value) = self.value_named(slot, &id) else {
+                continue;
+            };
+            if let Some(inst) = self.slots.get_mut(&slot) {
+                inst.unresolved.retain(|(f, _)| *f != from);
+            }
+            self.record_peer_proposal(from, slot, &value);
+        }
     }
 
     fn on_round_message(
@@ -1109,6 +1220,7 @@ impl Replica {
                     .or_insert(value);
             }
         }
+        self.resolve_proposal_refs();
         self.try_resolve_value(now);
     }
 
@@ -1251,12 +1363,20 @@ impl Replica {
         self.proposed_at = Some(now);
         let me = self.me;
         let inst = self.slots.entry(slot).or_insert_with(SlotInstance::new);
+        // A value a peer broadcast with its payloads (proposed, or
+        // announced) is held by every peer that got that broadcast.
+        let peers_hold_value = inst.proposed_values.contains_key(value.id())
+            || inst
+                .announced
+                .as_ref()
+                .is_some_and(|a| a.id() == value.id());
         inst.record_proposal(me, &value);
         inst.stage = Stage::Exchange;
         self.metrics.proposals_sent += 1;
         self.metrics.proposed_batches += value.len() as u64;
         self.last_progress = now;
-        if self.config.announce_opening && !peers_proposed {
+        let announce = self.config.announce_opening && !peers_proposed;
+        if announce {
             // Opening the slot with this replica's own queue: the others
             // may copy the value now rather than once this replica's
             // Proposal record is durable, and write theirs meanwhile.
@@ -1268,7 +1388,18 @@ impl Replica {
                 }),
             });
         }
-        self.send_protocol(slot, Message::Proposal { slot, value });
+        // Payloads cross the network once per slot: a value the peers
+        // already received goes out by reference. The Proposal record and
+        // every retransmission carry the payloads.
+        let by_reference = announce || peers_hold_value;
+        let wire = by_reference.then(|| Message::ProposalRef {
+            slot,
+            value: value.id().clone(),
+        });
+        if by_reference {
+            self.metrics.proposals_by_reference += 1;
+        }
+        self.send_protocol_as(slot, Message::Proposal { slot, value }, wire);
     }
 
     /// Whether this replica should leave opening `slot` to its opener for
@@ -1891,6 +2022,12 @@ impl Replica {
 
     /// Persists a Proposal/State/Vote, then broadcasts it once durable.
     fn send_protocol(&mut self, slot: Slot, message: Message) {
+        self.send_protocol_as(slot, message, None);
+    }
+
+    /// As [`Self::send_protocol`], but broadcasts `wire` (a shorter form of
+    /// `message`) when given; the record and retransmissions keep `message`.
+    fn send_protocol_as(&mut self, slot: Slot, message: Message, wire: Option<Message>) {
         let token = self.persist(PersistRecord::Sent {
             slot,
             message: message.clone(),
@@ -1899,7 +2036,7 @@ impl Replica {
             inst.sent.push((token, message.clone()));
         }
         self.emit_gated(Action::Broadcast {
-            envelope: self.envelope(message),
+            envelope: self.envelope(wire.unwrap_or(message)),
         });
     }
 
@@ -2167,6 +2304,7 @@ enum DecisionSource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Served {
     Proposal(Slot),
+    Fetch(Slot),
     CatchUp(Slot),
     Snapshot,
     AskedSnapshot,

@@ -68,6 +68,10 @@ pub(crate) struct SlotInstance {
     pub(crate) highest_phase_seen: Phase,
     /// A value a peer announced it is about to propose (`Opening`).
     pub(crate) announced: Option<BatchList>,
+    /// Peers' proposals received by reference (`ProposalRef`) whose batches
+    /// this replica does not hold yet, at most one per sender: counted once
+    /// the payloads arrive.
+    pub(crate) unresolved: Vec<(NodeId, ValueId)>,
 }
 
 impl SlotInstance {
@@ -85,6 +89,7 @@ impl SlotInstance {
             restored_proposal: None,
             highest_phase_seen: Phase::EXCHANGE,
             announced: None,
+            unresolved: Vec::new(),
         }
     }
 

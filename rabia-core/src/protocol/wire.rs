@@ -7,7 +7,7 @@ use crate::protocol::message::Envelope;
 use bincode::Options;
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 4;
+pub const WIRE_VERSION: u8 = 5;
 
 /// The default maximum frame size (16 MiB).
 pub const DEFAULT_FRAME_BYTES_MAX: usize = 16 << 20;
@@ -127,10 +127,15 @@ mod tests {
                 slot: Slot(3),
                 value: pair.clone(),
             },
+            Message::ProposalRef {
+                slot: Slot(3),
+                value: pair.id().clone(),
+            },
             Message::Opening {
                 slot: Slot(3),
                 value: pair,
             },
+            Message::ProposalFetch { slot: Slot(3) },
             Message::CatchUpRequest { from: Slot(0) },
             Message::CatchUpReply {
                 decisions: vec![(Slot(0), SlotValue::Null)],

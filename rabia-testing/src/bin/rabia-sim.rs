@@ -213,13 +213,15 @@ fn main() -> ExitCode {
         total.snapshots_taken, total.restarts_from_snapshot, total.snapshots_installed
     );
     println!(
-        "protocol: {} slots decided, ⊥ rate {:.2}%, phases per slot mean {:.3} max {}, unanimous {:.1}% of replica decisions, {} openings announced",
+        "protocol: {} slots decided, ⊥ rate {:.2}%, phases per slot mean {:.3} max {}, unanimous {:.1}% of replica decisions, {} openings announced, {} proposals by reference ({} fetched)",
         total.slots_decided,
         null_rate * 100.0,
         mean_phases,
         total.phases_max,
         total.unanimous_slots as f64 * 100.0 / total.slots_by_protocol.max(1) as f64,
-        total.openings_sent
+        total.openings_sent,
+        total.proposals_by_reference,
+        total.proposal_fetches
     );
     println!(
         "clients: {} operations acknowledged, {} retries; {} events, {} messages",

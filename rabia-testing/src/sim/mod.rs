@@ -218,6 +218,12 @@ pub struct SimStats {
     /// Values announced ahead of a Proposal (`Opening`), by the replicas
     /// running at the end.
     pub openings_sent: u64,
+    /// Proposals sent by reference (`ProposalRef`), by the replicas running
+    /// at the end.
+    pub proposals_by_reference: u64,
+    /// Proposals received by reference whose payloads were fetched from
+    /// the sender (`ProposalFetch`), by the replicas running at the end.
+    pub proposal_fetches: u64,
     /// Phases those took, summed.
     pub phases_total: u64,
     /// The most phases any slot took at any replica.
@@ -259,6 +265,8 @@ impl SimStats {
         self.slots_by_protocol += other.slots_by_protocol;
         self.unanimous_slots += other.unanimous_slots;
         self.openings_sent += other.openings_sent;
+        self.proposals_by_reference += other.proposals_by_reference;
+        self.proposal_fetches += other.proposal_fetches;
         self.phases_total += other.phases_total;
         self.phases_max = self.phases_max.max(other.phases_max);
         self.operations_acknowledged += other.operations_acknowledged;
@@ -1333,6 +1341,8 @@ impl World {
                 self.stats.slots_by_protocol += m.slots_decided_by_protocol;
                 self.stats.unanimous_slots += m.unanimous_slots;
                 self.stats.openings_sent += m.openings_sent;
+                self.stats.proposals_by_reference += m.proposals_by_reference;
+                self.stats.proposal_fetches += m.proposal_fetches;
                 self.stats.phases_total += m.phases_total;
                 self.stats.phases_max = self.stats.phases_max.max(m.phases_max);
             }
