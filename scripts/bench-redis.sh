@@ -41,7 +41,7 @@ bench() {
 
 wait_port() {
   for _ in $(seq 300); do
-    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
+    [[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]] && return 0
     sleep 0.1
   done
   echo "port $1 did not answer" >&2; exit 1
@@ -49,6 +49,9 @@ wait_port() {
 
 declare -A RESULTS
 record() { # name p set get
+  if [[ -z $3 || -z $4 ]]; then
+    echo "$1 -P $2 round $5: redis-benchmark reported nothing" >&2; exit 1
+  fi
   RESULTS["$1 P$2 SET"]+="$3 "
   RESULTS["$1 P$2 GET"]+="$4 "
   printf '%-22s P%-2s run %s: SET %10.0f  GET %10.0f\n' "$1" "$2" "$5" "$3" "$4"
@@ -56,6 +59,9 @@ record() { # name p set get
 
 run_redis() { # name extra-args...
   local name=$1; shift
+  # A fresh directory each run: an AOF left by the previous round would
+  # be loaded at start (seconds), and the benchmark would meet LOADING.
+  rm -rf "${WORK:?}/$name"
   mkdir -p "$WORK/$name"
   redis-server --port $REDIS_PORT --save '' --dir "$WORK/$name" --daemonize yes \
     --logfile "$WORK/$name.log" "$@"

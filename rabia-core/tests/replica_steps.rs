@@ -1620,3 +1620,93 @@ fn a_proposal_by_reference_naming_a_stranger_is_dropped() {
     assert_eq!(r.metrics().dropped.invalid, 1);
     assert!(r.poll_action().is_none());
 }
+
+// ------------------------------------------ nothing waits on a Decided record
+
+impl Net {
+    /// Reports replica `i`'s records durable up to its last urgent one
+    /// (everything but `Decided` records), as a driver that holds `Decided`
+    /// records back until the next urgent record does.
+    fn persist_urgent(&mut self, i: usize) {
+        let waiting = self.unpersisted[i].len();
+        let tail = &self.persisted[i][self.persisted[i].len() - waiting..];
+        if let Some(last) = tail.iter().rposition(PersistRecord::is_urgent) {
+            self.persist_first(i, last + 1);
+        }
+    }
+
+    /// Routes messages until nothing moves, reporting only urgent records
+    /// durable.
+    fn settle_holding_decided(&mut self) {
+        loop {
+            for i in 0..self.replicas.len() {
+                self.collect(i);
+                self.persist_urgent(i);
+            }
+            let Some((to, from, envelope)) = self.inbox.pop_front() else {
+                return;
+            };
+            let from_id = self.ids[from];
+            self.replicas[to].handle_message(self.now, from_id, envelope);
+        }
+    }
+}
+
+/// A driver may hold `Decided` records back until the next urgent record
+/// shares their sync (the engine does): no message and no delivery waits
+/// for one. Here every `Decided` record stays unsynced, and a laggard still
+/// gets its answer at once and applies what the others decided.
+#[test]
+fn nothing_waits_for_a_decided_record() {
+    let mut net = Net::new(3);
+    net.auto_persist = false;
+    net.cut = vec![(0, 2), (1, 2), (2, 0), (2, 1)];
+    net.replicas[0].submit(net.now, 1, op("x")).unwrap();
+    net.settle_holding_decided();
+    net.replicas[1].submit(net.now, 2, op("x2")).unwrap();
+    net.settle_holding_decided();
+    for i in 0..2 {
+        assert_eq!(net.applied_joined(i), "x,x2", "replica {i}");
+        assert!(
+            matches!(
+                net.persisted[i].last(),
+                Some(PersistRecord::Decided { .. } | PersistRecord::DecidedAsProposed { .. })
+            ),
+            "replica {i}'s last record is its unsynced Decided record"
+        );
+    }
+    // The laggard comes back with an operation of its own: its slot-0
+    // Proposal is answered with the decision at once, though the
+    // decider's Decided records are not durable.
+    net.cut.clear();
+    net.now = net.now + ReplicaConfig::default().retransmit_interval;
+    net.replicas[2].submit(net.now, 3, op("y")).unwrap();
+    net.collect(2);
+    net.persist_urgent(2);
+    net.inbox.retain(|(to, _, _)| *to == 0);
+    net.deliver_from(2, 0);
+    net.collect(0);
+    assert!(
+        net.inbox.iter().any(|(to, from, e)| *to == 2
+            && *from == 0
+            && matches!(
+                e.message,
+                Message::Decision {
+                    slot: Slot::ZERO,
+                    ..
+                }
+            )),
+        "the decision leaves without waiting for the Decided record"
+    );
+    net.settle_holding_decided();
+    for _ in 0..4 {
+        net.now = net.now + Duration::from_millis(250);
+        for i in 0..3 {
+            net.replicas[i].handle_timeout(net.now);
+        }
+        net.settle_holding_decided();
+    }
+    for i in 0..3 {
+        assert_eq!(net.applied_joined(i), "x,x2,y", "replica {i}");
+    }
+}

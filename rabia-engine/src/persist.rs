@@ -22,12 +22,16 @@ pub(crate) enum PersistCommand {
 /// Most records written by one group commit.
 const GROUP_MAX: usize = 8192;
 
-/// How long a group made only of records nothing waits on yet
-/// ([`PersistRecord::is_urgent`]: `Decided`) waits for company before it is
-/// written. Right after a decision the next slot's Proposal usually follows
-/// within microseconds, and one sync then covers both instead of the
-/// Proposal's sync queueing behind the `Decided` record's.
-const NON_URGENT_WAIT: Duration = Duration::from_millis(1);
+/// How long a group made only of records nothing waits on
+/// ([`PersistRecord::is_urgent`]: `Decided`; the replica never gates a
+/// message or a delivery on one) waits for company before it is written.
+/// Under load the next slot's Proposal follows within a slot's time, and
+/// one sync then covers both instead of the `Decided` record taking a sync
+/// of its own, which the Proposal's would queue behind (and which, on a
+/// single-threaded runtime, blocks the node meanwhile). Idle, the last
+/// `Decided` records become durable this long after the last decision; a
+/// crash before that only makes the replica learn those slots again.
+const NON_URGENT_WAIT: Duration = Duration::from_millis(50);
 
 fn is_urgent(command: &PersistCommand) -> bool {
     match command {

@@ -79,14 +79,15 @@ pub enum PersistRecord {
 impl PersistRecord {
     /// Whether something waits on this record as soon as it is issued.
     ///
-    /// A `Decided` record is not waited on: the slot's delivery waits only
-    /// for the replica's own Proposal, States and Votes (the value is fixed
-    /// by durable votes), so a crash that loses it only makes the replica
-    /// learn the slot again. A driver may hold such a record back briefly,
-    /// so that it shares the sync of the next record that is waited on
-    /// (typically the next slot's Proposal) instead of taking a sync of
-    /// its own on the way. It must still make it durable in token order
-    /// and report it only once durable.
+    /// A `Decided` record is never waited on: the slot's delivery waits
+    /// only for the replica's own Proposal, States and Votes (the value is
+    /// fixed by durable votes), messages wait only for urgent records, and
+    /// a crash that loses it only makes the replica learn the slot again.
+    /// A driver may hold such a record back, so that it shares the sync of
+    /// the next record that is waited on (typically the next slot's
+    /// Proposal) instead of taking a sync of its own on the way. It must
+    /// still make it durable in token order and report it only once
+    /// durable.
     pub fn is_urgent(&self) -> bool {
         !matches!(
             self,

@@ -103,6 +103,12 @@ pub struct Replica {
     log_bytes: usize,
     /// Last issued persist token (0: none yet).
     last_token: u64,
+    /// Last issued token of a record something waits on
+    /// ([`PersistRecord::is_urgent`]: everything but `Decided` records).
+    /// Messages and deliveries wait for this one, never for a `Decided`
+    /// record, which a driver may therefore hold back until the next
+    /// urgent record shares its sync.
+    last_urgent_token: u64,
     /// Highest token reported durable.
     durable_token: u64,
     /// Actions waiting for a token to become durable, in order.
@@ -220,6 +226,7 @@ impl Replica {
             log: BTreeMap::new(),
             log_bytes: 0,
             last_token: 0,
+            last_urgent_token: 0,
             durable_token: 0,
             held: VecDeque::new(),
             held_deliveries: VecDeque::new(),
@@ -1511,7 +1518,7 @@ impl Replica {
             let epoch = self.cluster.epoch;
             let local_coin = self.local_coin();
             let unanimity_size = self.unanimity_size();
-            let last_token = self.last_token;
+            let last_urgent_token = self.last_urgent_token;
             let Some(inst) = self.slots.get_mut(&slot) else {
                 return;
             };
@@ -1528,7 +1535,7 @@ impl Replica {
                 // (Recovered records carry token 0: already durable. Without
                 // a record of it at all, which should not happen, wait for
                 // everything issued so far.)
-                let own_proposal = inst.own_proposal_token().unwrap_or(last_token);
+                let own_proposal = inst.own_proposal_token().unwrap_or(last_urgent_token);
                 self.last_progress = now;
                 self.metrics.unanimous_slots += 1;
                 self.record_phases(Phase::FIRST);
@@ -1793,7 +1800,7 @@ impl Replica {
             // once its record is durable.
             let votes_durable = match source {
                 DecisionSource::Unanimous { own_proposal } => own_proposal,
-                _ => self.last_token,
+                _ => self.last_urgent_token,
             };
             // The common case: the value is this replica's own Proposal,
             // whose record already holds the payload.
@@ -2013,6 +2020,9 @@ impl Replica {
     fn persist(&mut self, record: PersistRecord) -> u64 {
         self.last_token += 1;
         let token = self.last_token;
+        if record.is_urgent() {
+            self.last_urgent_token = token;
+        }
         self.ready.push_back(Action::Persist {
             token: PersistToken(token),
             record,
@@ -2041,12 +2051,12 @@ impl Replica {
     }
 
     /// Queues an action that must wait until every record issued so far is
-    /// durable.
+    /// durable (`Decided` records aside: nothing waits on them).
     fn emit_gated(&mut self, action: Action) {
         let gate = if self.send_before_persist_mutation() {
             0
         } else {
-            self.last_token
+            self.last_urgent_token
         };
         self.emit_gated_at(gate, action);
     }
