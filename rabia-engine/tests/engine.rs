@@ -4,13 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
+use rabia_core::protocol::PersistRecord;
 use rabia_core::smr::{Operation, OperationResult, StateMachine};
 use rabia_core::{ClusterConfig, NodeId, Slot};
 use rabia_engine::{
     EngineError, EngineHandle, EngineStatus, LocalReader, RabiaConfig, RabiaEngine, SubmitError,
 };
 use rabia_network::{InMemoryNetwork, LinkDecision};
-use rabia_persistence::InMemoryPersistence;
+use rabia_persistence::{InMemoryPersistence, Persistence, PersistenceError, Recovered, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -621,4 +622,137 @@ async fn a_node_back_with_empty_storage_gets_its_new_writes_applied() {
     }
     let states = cluster.converged().await;
     assert!(states.iter().all(|s| s.0 == 25), "{states:?}");
+}
+
+/// Storage that looks durable and takes `latency` of (virtual) time per
+/// append, as a disk sync does: the engine then announces its openings and
+/// runs its group-commit task, as with file persistence.
+#[derive(Clone)]
+struct SlowDisk {
+    inner: InMemoryPersistence,
+    latency: Duration,
+}
+
+#[async_trait]
+impl Persistence for SlowDisk {
+    async fn recover(&mut self) -> Result<Recovered, PersistenceError> {
+        self.inner.recover().await
+    }
+    async fn append(&mut self, records: &[PersistRecord]) -> Result<(), PersistenceError> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.append(records).await
+    }
+    async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistenceError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    async fn truncate_before(&mut self, slot: Slot) -> Result<(), PersistenceError> {
+        self.inner.truncate_before(slot).await
+    }
+}
+
+/// A counter whose replica on one node submits the next operation (from a
+/// task it spawns while it applies one) until `limit`: a closed-loop client
+/// whose next operation can reach the engine before the apply task reports
+/// the slot applied.
+struct Chain {
+    value: u64,
+    client: Option<Arc<std::sync::Mutex<Option<EngineHandle>>>>,
+    limit: u64,
+    /// Notified when the operation numbered `limit` is applied.
+    done: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl StateMachine for Chain {
+    async fn apply_operation(&mut self, _op: &Operation) -> OperationResult {
+        self.value += 1;
+        if self.value == self.limit {
+            self.done.notify_one();
+        }
+        let handle = self.client.as_ref().and_then(|c| c.lock().unwrap().clone());
+        if let Some(handle) = handle.filter(|_| self.value < self.limit) {
+            tokio::spawn(async move { handle.submit(Operation::new(add(1))).await });
+            // Let the client and the engine loop run before this slot is
+            // reported applied: the next operation reaches the engine's
+            // batcher first.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(Vec::new())
+    }
+    async fn snapshot(&self) -> OperationResult {
+        Ok(bincode::serialize(&self.value)?)
+    }
+    async fn restore_from_snapshot(
+        &mut self,
+        data: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.value = bincode::deserialize(data)?;
+        Ok(())
+    }
+}
+
+/// A closed-loop client waits for its slot and nothing more: with a 1 ms
+/// sync, one operation at a time takes about one sync each. Regression
+/// test: while the opening was held after a decision, the engine woke on
+/// the apply task's progress only if the replica held pending batches, not
+/// when the client's next operation waited in the engine's batcher, so
+/// each operation also waited for an unrelated timer (here the next
+/// operation reaches the engine before the progress report, as it can on a
+/// multi-threaded runtime).
+#[tokio::test(start_paused = true)]
+async fn a_closed_loop_client_waits_only_for_its_slot() {
+    let sync = Duration::from_millis(1);
+    let operations = 50u64;
+    let ids: Vec<NodeId> = (1..=3).map(NodeId::from_u64).collect();
+    let network = InMemoryNetwork::new(100_000);
+    let client = Arc::new(std::sync::Mutex::new(None));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut handles = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let chain = Chain {
+            value: 0,
+            client: (i == 0).then(|| client.clone()),
+            limit: operations,
+            done: if i == 0 {
+                done.clone()
+            } else {
+                Arc::new(tokio::sync::Notify::new())
+            },
+        };
+        let engine = RabiaEngine::new(
+            id,
+            RabiaConfig::default(),
+            ClusterConfig::new(id, ids.iter().copied().collect()),
+            chain,
+            SlowDisk {
+                inner: InMemoryPersistence::new(),
+                latency: sync,
+            },
+            rx,
+        )
+        .with_transport(network.endpoint(id));
+        handles.push(engine.handle());
+        tasks.push(tokio::spawn(engine.run()));
+    }
+    *client.lock().unwrap() = Some(handles[0].clone());
+    let started = tokio::time::Instant::now();
+    handles[0].submit(Operation::new(add(1))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), done.notified())
+        .await
+        .expect("the chain ends within 60 s of virtual time");
+    let per_operation = started.elapsed() / operations as u32;
+    assert!(
+        per_operation < sync * 3 / 2,
+        "{per_operation:?} per operation with a {sync:?} sync"
+    );
+    for handle in &handles {
+        handle.shutdown();
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
 }
