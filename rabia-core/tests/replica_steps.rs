@@ -112,13 +112,23 @@ impl Net {
 
     /// Routes messages until nothing moves.
     fn settle(&mut self) {
+        self.route(|_, _| {});
+    }
+
+    /// Routes messages until nothing moves, calling `after_collect` after
+    /// collecting each replica's actions; returns the kind of every message
+    /// delivered, in order.
+    fn route(&mut self, mut after_collect: impl FnMut(&mut Net, usize)) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
         loop {
             for i in 0..self.replicas.len() {
                 self.collect(i);
+                after_collect(self, i);
             }
             let Some((to, from, envelope)) = self.inbox.pop_front() else {
-                return;
+                return kinds;
             };
+            kinds.push(envelope.message.kind());
             let from_id = self.ids[from];
             self.replicas[to].handle_message(self.now, from_id, envelope);
         }
@@ -1446,23 +1456,6 @@ fn openers_announce_only_when_configured() {
 
 // ------------------------------------------------- proposals by reference
 
-/// Routes messages until nothing moves, returning the kind of every
-/// message delivered, in order.
-fn settle_counting(net: &mut Net) -> Vec<&'static str> {
-    let mut kinds = Vec::new();
-    loop {
-        for i in 0..net.replicas.len() {
-            net.collect(i);
-        }
-        let Some((to, from, envelope)) = net.inbox.pop_front() else {
-            return kinds;
-        };
-        kinds.push(envelope.message.kind());
-        let from_id = net.ids[from];
-        net.replicas[to].handle_message(net.now, from_id, envelope);
-    }
-}
-
 fn count(kinds: &[&str], kind: &str) -> usize {
     kinds.iter().filter(|k| **k == kind).count()
 }
@@ -1474,7 +1467,7 @@ fn count(kinds: &[&str], kind: &str) -> usize {
 fn announced_payloads_cross_the_network_once() {
     let mut net = Net::with_config(3, announcing());
     net.replicas[0].submit(net.now, 10, op("x")).unwrap();
-    let kinds = settle_counting(&mut net);
+    let kinds = net.route(|_, _| {});
     assert_eq!(count(&kinds, "opening"), 2, "{kinds:?}");
     assert_eq!(count(&kinds, "proposal"), 0, "{kinds:?}");
     assert_eq!(count(&kinds, "proposal_ref"), 6, "{kinds:?}");
@@ -1497,7 +1490,7 @@ fn announced_payloads_cross_the_network_once() {
 fn copies_of_a_peer_value_are_proposed_by_reference() {
     let mut net = Net::new(3);
     net.replicas[0].submit(net.now, 10, op("x")).unwrap();
-    let kinds = settle_counting(&mut net);
+    let kinds = net.route(|_, _| {});
     assert_eq!(count(&kinds, "proposal"), 2, "{kinds:?}");
     assert_eq!(count(&kinds, "proposal_ref"), 4, "{kinds:?}");
     assert_eq!(net.replicas[0].metrics().proposals_by_reference, 0);
@@ -1519,7 +1512,7 @@ fn a_proposal_by_reference_without_its_payloads_is_fetched() {
     // Proposal (with the payloads).
     net.cut = vec![(0, 2)];
     net.replicas[0].submit(net.now, 1, op("x")).unwrap();
-    let kinds = settle_counting(&mut net);
+    let kinds = net.route(|_, _| {});
     assert_eq!(count(&kinds, "proposal_fetch"), 1, "{kinds:?}");
     assert_eq!(net.replicas[2].metrics().proposal_fetches, 1);
     for i in 0..3 {
@@ -1638,17 +1631,7 @@ impl Net {
     /// Routes messages until nothing moves, reporting only urgent records
     /// durable.
     fn settle_holding_decided(&mut self) {
-        loop {
-            for i in 0..self.replicas.len() {
-                self.collect(i);
-                self.persist_urgent(i);
-            }
-            let Some((to, from, envelope)) = self.inbox.pop_front() else {
-                return;
-            };
-            let from_id = self.ids[from];
-            self.replicas[to].handle_message(self.now, from_id, envelope);
-        }
+        self.route(Net::persist_urgent);
     }
 }
 

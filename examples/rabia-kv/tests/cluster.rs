@@ -343,12 +343,7 @@ fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let metrics = http_get(node.metrics, "/metrics");
-        let rejected = metrics
-            .lines()
-            .find(|l| l.starts_with("rabia_transport_handshakes_rejected_total"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap();
+        let rejected = metric(&metrics, "rabia_transport_handshakes_rejected_total").unwrap();
         if rejected >= 3 {
             assert!(
                 metrics.contains("rabia_unanimous_slots_total"),
@@ -357,18 +352,10 @@ fn garbage_on_both_ports_is_refused_and_the_cluster_keeps_serving() {
             // This node took every write and opened slots with them; with
             // file persistence it announces each value ahead of its
             // Proposal.
-            let openings = metrics
-                .lines()
-                .find(|l| l.starts_with("rabia_openings_sent_total"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok());
+            let openings = metric(&metrics, "rabia_openings_sent_total");
             assert!(openings.is_some_and(|n| n > 0), "{metrics}");
             // And its Proposal names the announced value by reference.
-            let by_reference = metrics
-                .lines()
-                .find(|l| l.starts_with("rabia_proposals_by_reference_total"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok());
+            let by_reference = metric(&metrics, "rabia_proposals_by_reference_total");
             assert!(by_reference.is_some_and(|n| n > 0), "{metrics}");
             break;
         }
@@ -495,6 +482,15 @@ fn bad_configuration_is_a_clear_error() {
         err.contains("this node's id 4 is not in the member list"),
         "{err}"
     );
+}
+
+/// The value of the unlabelled counter or gauge `name` in a `/metrics` page.
+fn metric(metrics: &str, name: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
