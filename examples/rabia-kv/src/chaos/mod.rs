@@ -64,6 +64,11 @@ pub struct ChaosArgs {
     /// should then catch stale reads. A way to see that it can fail.
     #[arg(long)]
     pub local_reads: bool,
+    /// Worker threads of each node's runtime (1: a current-thread runtime,
+    /// as `local-cluster` gives nodes sharing a small machine; more: a
+    /// multi-threaded one, whose log syncs run on the blocking pool).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub node_threads: u64,
 }
 
 /// What a run found.
@@ -363,7 +368,7 @@ pub async fn run(args: ChaosArgs) -> Result<Summary, ChaosError> {
                 "--persistence".into(),
                 "file".into(),
                 "--threads".into(),
-                "1".into(),
+                args.node_threads.to_string(),
             ],
             log: dir.join(format!("node-{i}.log")),
             child: None,
