@@ -120,8 +120,8 @@ pub struct RabiaConfig {
     /// never needed for safety (docs/protocol.md, "Announcing the
     /// opening"). Ignored with in-memory storage, where a Proposal does
     /// not wait. Measured 1.55× the durable throughput with each engine on
-    /// its own runtime, and equal or better (up to 10 %) with several
-    /// durable engines sharing one multi-threaded runtime (docs/benchmarks.md).
+    /// its own runtime, and 1.1–1.3× with several durable engines sharing
+    /// one multi-threaded runtime (docs/benchmarks.md).
     pub announce_opening: bool,
 }
 

@@ -525,9 +525,9 @@ fn a_format_2_log_from_the_previous_build_is_read_without_loss() {
     assert_eq!(recover(dir.path()).unwrap(), after);
 }
 
-/// On a multi-threaded runtime the sync runs on the blocking pool (the log
-/// moves there and back): every record is still there, in order, across
-/// segment rotations, which happen in that sync.
+/// On a multi-threaded runtime the sync runs in `block_in_place` (the
+/// worker hands its other tasks over first): every record is still there,
+/// in order, across segment rotations, which happen in that sync.
 #[test]
 fn records_synced_on_a_multi_thread_runtime_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

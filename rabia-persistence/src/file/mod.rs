@@ -108,9 +108,10 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 /// Whether the caller runs on a multi-threaded tokio runtime, whose workers
-/// other tasks share (measured in docs/benchmarks.md, session 8: syncing on
-/// the blocking pool there gains about 11 % in-process; on a current-thread
-/// runtime, a thread per node, it loses about 30 %).
+/// other tasks share (docs/benchmarks.md, session 8: syncing in
+/// `block_in_place` there gains 7–48 % in-process; on a current-thread
+/// runtime, a thread per node, the sync stays inline: moving it to another
+/// thread there measured 30 % slower).
 fn on_multi_thread_runtime() -> bool {
     tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
@@ -237,22 +238,13 @@ impl Persistence for FilePersistence {
             return Ok(());
         }
         if on_multi_thread_runtime() {
-            // The sync waits for the disk (hundreds of microseconds): not
-            // on a worker shared with other tasks (other replicas, the
-            // application). The log moves to the blocking pool and back,
-            // as for a snapshot.
-            let Some(mut wal) = self.wal.take() else {
-                return Err(PersistenceError::Unavailable {
-                    reason: "recover() must be called before writing".into(),
-                });
-            };
-            let (wal, synced) = off_runtime(move || {
-                let synced = wal.sync();
-                (wal, synced)
-            })
-            .await?;
-            self.wal = Some(wal);
-            synced?;
+            // The sync waits for the disk (hundreds of microseconds): the
+            // worker hands its other tasks (other replicas, the
+            // application) to another thread first, and syncs here, with
+            // no hand-off of the sync itself. (Only on a multi-threaded
+            // runtime: `block_in_place` panics on a current-thread one.)
+            let wal = self.wal()?;
+            tokio::task::block_in_place(|| wal.sync())?;
         } else {
             // A current-thread runtime is this node's own thread: a hand-off
             // to another thread per sync costs more than it frees.

@@ -66,7 +66,7 @@ pub struct ChaosArgs {
     pub local_reads: bool,
     /// Worker threads of each node's runtime (1: a current-thread runtime,
     /// as `local-cluster` gives nodes sharing a small machine; more: a
-    /// multi-threaded one, whose log syncs run on the blocking pool).
+    /// multi-threaded one, whose log syncs run in `block_in_place`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub node_threads: u64,
 }
