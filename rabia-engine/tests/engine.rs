@@ -639,6 +639,8 @@ impl Persistence for SlowDisk {
         self.inner.recover().await
     }
     async fn append(&mut self, records: &[PersistRecord]) -> Result<(), PersistenceError> {
+        // The disk's latency, in paused (virtual) time: what is modelled,
+        // not a wait for a condition.
         tokio::time::sleep(self.latency).await;
         self.inner.append(records).await
     }
