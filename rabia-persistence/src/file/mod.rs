@@ -233,7 +233,8 @@ impl Persistence for FilePersistence {
             SyncPolicy::Always => true,
             SyncPolicy::Periodic(every) => self.last_sync.elapsed() >= every,
         };
-        self.wal()?.append(records)?;
+        let wal = self.wal()?;
+        wal.append(records)?;
         if !due {
             return Ok(());
         }
@@ -242,13 +243,12 @@ impl Persistence for FilePersistence {
             // worker hands its other tasks (other replicas, the
             // application) to another thread first, and syncs here, with
             // no hand-off of the sync itself. (Only on a multi-threaded
-            // runtime: `block_in_place` panics on a current-thread one.)
-            let wal = self.wal()?;
+            // runtime: `block_in_place` panics on a current-thread one,
+            // which is this node's own thread; a hand-off per sync there
+            // costs more than it frees.)
             tokio::task::block_in_place(|| wal.sync())?;
         } else {
-            // A current-thread runtime is this node's own thread: a hand-off
-            // to another thread per sync costs more than it frees.
-            self.wal()?.sync()?;
+            wal.sync()?;
         }
         self.last_sync = Instant::now();
         Ok(())
